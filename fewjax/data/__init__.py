@@ -1,0 +1,13 @@
+"""Episode data: sources (class -> examples) -> episodes (seeded, fixed shapes) -> pipeline (placement).
+
+Example:
+    >>> import numpy as np, fewjax.data as fd
+    >>> src = fd.ArraySource(np.zeros((40, 8), np.float32), np.arange(40) % 4, ["a", "b", "c", "d"])
+    >>> fd.episodes(src, ways=2, shots=1, queries=2, seed=0).sample_batch(0, 3).query.x.shape
+    (3, 4, 8)
+"""
+from fewjax.data import augment
+from fewjax.data.episodes import DeviceState, EpisodeSampler, episodes
+from fewjax.data.sources import ArraySource
+
+__all__ = ["ArraySource", "DeviceState", "EpisodeSampler", "augment", "episodes"]
