@@ -1,0 +1,26 @@
+"""fewjax: few-shot and meta-learning in JAX.
+
+The public API is curated here (optax style): `fewjax.maml_loss`, `fewjax.Task`, ... Subpackages:
+`fewjax.models` (Flax modules), `fewjax.data` (sources, episodes, sharding), `fewjax.train` and `fewjax.eval`.
+"""
+from fewjax.kernels import (
+    adapt,
+    classification_loss,
+    contrastive_loss,
+    distillation_loss,
+    maml_loss,
+    matching_loss,
+    over_tasks,
+    protonet_loss,
+    regression_loss,
+    reptile_grad,
+)
+from fewjax.types import Batch, EmbedFn, LossFn, Params, Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch", "EmbedFn", "LossFn", "Params", "Task", "adapt", "classification_loss", "contrastive_loss",
+    "distillation_loss", "maml_loss", "matching_loss", "over_tasks", "protonet_loss", "regression_loss",
+    "reptile_grad",
+]

@@ -1,0 +1,40 @@
+"""Shared pieces of the metric-based kernels: shape checks and class masks (no algorithm lives here)."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from fewjax.types import Task
+
+
+def check_task(task: Task, ways: int | None, kernel: str) -> int:
+    """Checks a classification task's static shapes; returns the number of class slots to use."""
+    n_s, n_q = task.support.x.shape[0], task.query.x.shape[0]
+    if task.support.y.shape[:1] != (n_s,) or task.query.y.shape[:1] != (n_q,):
+        raise ValueError(
+            f"{kernel}: labels and inputs disagree: support x has {n_s} rows and y shape {task.support.y.shape}, "
+            f"query x has {n_q} rows and y shape {task.query.y.shape}; y must be int labels [rows]."
+        )
+    if ways is None:
+        return n_s  # an upper bound on the classes present; empty slots are masked out
+    if ways < 1 or n_s % ways:
+        raise ValueError(
+            f"{kernel}: ways={ways} does not divide the {n_s} support rows; "
+            "the support set must hold ways * shots examples."
+        )
+    return ways
+
+
+def class_summary(support_y: jax.Array, slots: int):
+    """One-hot labels [n_s, slots] and per-class counts [slots]."""
+    onehot = jax.nn.one_hot(support_y, slots, dtype=jnp.float32)
+    return onehot, onehot.sum(axis=0)
+
+
+def masked_cross_entropy(logits: jax.Array, labels: jax.Array, present: jax.Array):
+    """Cross-entropy and accuracy of `logits` [n, slots] with absent class slots excluded."""
+    logits = jnp.where(present[None, :], logits, -jnp.inf)
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    loss = -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=-1))
+    accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+    return loss, accuracy

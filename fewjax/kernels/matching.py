@@ -1,0 +1,65 @@
+"""Matching networks (Vinyals et al. 2016).
+
+A query's class distribution is an attention-weighted sum of the support labels, the attention a softmax over
+cosine similarities between the query's and the support examples' embeddings. Full-context embeddings are an
+option: `context_fn(params, support_z, query_z) -> (support_z, query_z)` re-embeds both sets in the context of
+the whole support set.
+
+Example:
+    >>> import jax.numpy as jnp, fewjax
+    >>> embed = lambda params, x: x
+    >>> s = fewjax.Batch(x=jnp.array([[1.0, 0.0], [0.0, 1.0]]), y=jnp.array([0, 1]))
+    >>> q = fewjax.Batch(x=jnp.array([[0.9, 0.1]]), y=jnp.array([0]))
+    >>> loss, m = fewjax.matching_loss(embed, None, fewjax.Task(s, q), ways=2)
+    >>> float(m["accuracy"])
+    1.0
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from fewjax.kernels._episodic import check_task, class_summary
+from fewjax.kernels.protonet import _normalize
+from fewjax.types import EmbedFn, Params, Task
+
+
+def matching_loss(
+    embed_fn: EmbedFn,
+    params: Params,
+    task: Task,
+    *,
+    ways: int | None = None,
+    temperature: float = 1.0,
+    context_fn: Callable | None = None,
+    eps: float = 1e-8,
+):
+    """Matching-network loss of one episode: negative log of the attention-weighted label probability.
+
+    Args:
+      embed_fn: `embed_fn(params, x) -> embeddings [n, d]`.
+      params: passed to `embed_fn` (and to `context_fn`).
+      task: a `fewjax.Task` whose labels are 0..ways-1.
+      ways: number of classes (None: one slot per support row; empty slots get probability 0).
+      temperature: attention logits are `cosine / temperature`.
+      context_fn: optional full-context embedding `(params, support_z, query_z) -> (support_z, query_z)`.
+      eps: floor inside the log.
+
+    Returns:
+      `(loss, {"loss", "accuracy"})`.
+    """
+    slots = check_task(task, ways, "matching_loss")
+    n_s = task.support.x.shape[0]
+    z = embed_fn(params, jnp.concatenate([task.support.x, task.query.x], axis=0))
+    z = z.reshape(z.shape[0], -1).astype(jnp.float32)
+    z_s, z_q = z[:n_s], z[n_s:]
+    if context_fn is not None:
+        z_s, z_q = context_fn(params, z_s, z_q)
+    attention = jax.nn.softmax(_normalize(z_q) @ _normalize(z_s).T / temperature, axis=-1)
+    onehot, _ = class_summary(task.support.y, slots)
+    probs = attention @ onehot
+    loss = -jnp.mean(jnp.log(jnp.take_along_axis(probs, task.query.y[:, None], axis=-1) + eps))
+    accuracy = jnp.mean(jnp.argmax(probs, axis=-1) == task.query.y)
+    return loss, {"loss": loss, "accuracy": accuracy}

@@ -1,0 +1,25 @@
+"""Pure-functional Flax modules: `params = model.init(...)["params"]`, `model.apply({"params": params}, x)`."""
+from __future__ import annotations
+
+import jax
+from flax import traverse_util
+
+from fewjax.models.conv4 import Conv4
+from fewjax.models.mlp import MLP
+from fewjax.models.norm import BatchStatNorm
+
+
+def head_mask(params, head: str = "head"):
+    """A pytree of bools like `params`, True under the top-level `head` entry: ANIL's `mask` for `fewjax.adapt`."""
+    if head not in params:
+        raise ValueError(f"head_mask: params have no top-level {head!r}; their keys are {sorted(params)}.")
+    flat = traverse_util.flatten_dict(params)
+    return traverse_util.unflatten_dict({k: k[0] == head for k in flat})
+
+
+def apply_fn(model):
+    """`model.apply` as `f(params, x)`: the shape kernels and losses take."""
+    return lambda params, x: model.apply({"params": params}, x)
+
+
+__all__ = ["BatchStatNorm", "Conv4", "MLP", "apply_fn", "head_mask"]
