@@ -1,0 +1,182 @@
+"""BERT encoder: reproduces the PyTorch reference, loads/maps weights, embeds and classifies."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from fewjax.models import bert
+from fewjax.types import Batch
+
+SHARED = Path(os.environ.get("FEWJAX_SHARED", Path(__file__).resolve().parents[2] / ".." / "shared"))
+MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    if not (MODEL / "model.safetensors").is_file():
+        pytest.skip(f"{MODEL} not available")
+    module, params, tok = bert.load_pretrained(MODEL, add_pooler=True)
+    return module, params, tok, dict(np.load(MODEL / "reference_outputs.npz"))
+
+
+@pytest.fixture(scope="module")
+def state():
+    return load_file(str(MODEL / "model.safetensors"))
+
+
+def test_reproduces_pytorch_reference(minilm):
+    module, params, tok, ref = minilm
+    ids = tok(list(ref["sentences"]), max_length=ref["input_ids"].shape[1])
+    np.testing.assert_array_equal(ids, ref["input_ids"])
+    mask = ref["attention_mask"]
+    hidden, pooled = jax.jit(lambda p, i, m: module.apply({"params": p}, i, attention_mask=m))(params, ids, mask)
+    real = mask.astype(bool)
+    np.testing.assert_allclose(np.asarray(hidden)[real], ref["last_hidden_state"][real], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(np.asarray(pooled), ref["pooler_output"], atol=1e-5, rtol=0)
+    emb = bert.pool(hidden, mask, kind="mean", normalize=True)
+    np.testing.assert_allclose(np.asarray(emb), ref["sentence_embedding"], atol=1e-5, rtol=0)
+
+
+def test_embed_fn_matches_reference_at_any_bucket_length(minilm):
+    module, params, tok, ref = minilm
+    enc = bert.BertEncoder(module.config)  # without pooler: same params, extra pooler weights unused
+    embed_fn = jax.jit(bert.make_embed_fn(enc, pooling="mean", normalize=True, pad_id=tok.pad_id))
+    ids = tok(list(ref["sentences"]), max_length=128)  # more padding than the reference's 70
+    np.testing.assert_allclose(np.asarray(embed_fn(params, ids)), ref["sentence_embedding"], atol=1e-5, rtol=0)
+    # leading axes are kept: [ways, n, L] -> [ways, n, H]
+    assert embed_fn(params, ids.reshape(2, 4, 128)).shape == (2, 4, 384)
+
+
+def test_bfloat16_compute_keeps_float32_params(minilm):
+    module, params, tok, ref = minilm
+    enc = bert.BertEncoder(module.config, dtype=jnp.bfloat16)
+    ids = tok(list(ref["sentences"]))
+    emb = bert.make_embed_fn(enc)(params, ids)
+    assert emb.dtype == jnp.float32
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+    cos = np.sum(np.asarray(emb) * ref["sentence_embedding"], axis=-1)
+    assert cos.min() > 0.995, cos
+
+
+def test_pool_cls_and_mean():
+    h = jnp.array([[[3.0, 4.0], [1.0, 0.0], [100.0, 100.0]]])
+    m = jnp.array([[1, 1, 0]])
+    np.testing.assert_allclose(bert.pool(h, m, kind="cls", normalize=True), [[0.6, 0.8]], atol=1e-6)
+    np.testing.assert_allclose(bert.pool(h, m, kind="mean", normalize=False), [[2.0, 2.0]], atol=1e-6)
+    with pytest.raises(ValueError, match="max"):
+        bert.pool(h, m, kind="max")
+
+
+def test_convert_state_dict_reports_and_maps(minilm, state):
+    module, params, _, _ = minilm
+    cfg = module.config
+    # MiniLM stores (out, in): kernels are transposed, LayerNorm weight -> scale.
+    np.testing.assert_array_equal(
+        params["layer_0"]["attention"]["query"]["kernel"], state["encoder.layer.0.attention.self.query.weight"].T
+    )
+    np.testing.assert_array_equal(params["embeddings"]["LayerNorm"]["scale"], state["embeddings.LayerNorm.weight"])
+    # Classification-model layout: "bert." prefix, old gamma/beta names, a task head, a stray tensor, a gap.
+    renamed = {"bert." + k.replace("LayerNorm.weight", "LayerNorm.gamma"): v for k, v in state.items()}
+    renamed["classifier.weight"] = np.zeros((2, 384), np.float32)
+    renamed["foo.bar"] = np.zeros(3, np.float32)
+    del renamed["bert.encoder.layer.3.output.dense.bias"]
+    p2, report = bert.convert_state_dict(renamed, cfg, add_pooler=False)
+    assert report.missing == ("layer_3/output/bias",)
+    assert report.unexpected == ("foo.bar",)
+    assert set(report.ignored) == {
+        "classifier.weight", "bert.embeddings.position_ids", "bert.pooler.dense.weight", "bert.pooler.dense.bias"
+    }
+    np.testing.assert_array_equal(p2["layer_5"]["output_LayerNorm"]["scale"], params["layer_5"]["output_LayerNorm"]["scale"])
+    bad = dict(state)
+    bad["encoder.layer.0.intermediate.dense.weight"] = bad["encoder.layer.0.intermediate.dense.weight"].T
+    with pytest.raises(ValueError, match="intermediate.dense.weight"):
+        bert.convert_state_dict(bad, cfg)
+
+
+def _tiny_folder(tmp_path, state, *, drop=(), extra=None):
+    """A 1-layer, 1000-word checkpoint cut from MiniLM, with the real tokenizer."""
+    cfg = json.loads((MODEL / "config.json").read_text())
+    cfg.update(num_hidden_layers=1, vocab_size=1000)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "tokenizer.json").symlink_to(MODEL / "tokenizer.json")
+    tiny = {k: v for k, v in state.items() if not k.startswith("encoder.layer.") or k.startswith("encoder.layer.0.")}
+    tiny["embeddings.word_embeddings.weight"] = tiny["embeddings.word_embeddings.weight"][:1000]
+    for k in drop:
+        del tiny[k]
+    tiny.update(extra or {})
+    save_file({k: np.ascontiguousarray(v) for k, v in tiny.items()}, str(tmp_path / "model.safetensors"))
+    return tmp_path
+
+
+def test_load_pretrained_errors_name_the_problem(tmp_path, state):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        bert.load_pretrained(tmp_path / "nope")
+    (tmp_path / "a").mkdir()
+    folder = _tiny_folder(tmp_path / "a", state)
+    module, params, tok = bert.load_pretrained(folder)
+    assert module.config.num_hidden_layers == 1 and "layer_1" not in params
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors is missing"):
+        bert.load_pretrained(folder)
+    (tmp_path / "b").mkdir()
+    _tiny_folder(tmp_path / "b", state, drop=["encoder.layer.0.output.dense.bias"])
+    with pytest.raises(ValueError, match="layer_0/output/bias"):
+        bert.load_pretrained(tmp_path / "b")
+    (tmp_path / "c").mkdir()
+    _tiny_folder(tmp_path / "c", state, extra={"encoder.layer.1.output.dense.bias": np.zeros(384, np.float32)})
+    with pytest.raises(ValueError, match="strict=False"):
+        bert.load_pretrained(tmp_path / "c")
+    bert.load_pretrained(tmp_path / "c", strict=False)
+
+
+def test_hub_name_offline_gives_a_clear_error(monkeypatch):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(FileNotFoundError, match="Offline.*huggingface-cli download"):
+        bert.load_pretrained("sentence-transformers/all-MiniLM-L6-v2")
+
+
+def test_config_rejects_unsupported_architectures():
+    with pytest.raises(ValueError, match="model_type='roberta'"):
+        bert.BertConfig.from_dict({"model_type": "roberta"})
+    with pytest.raises(ValueError, match="divisible"):
+        bert.BertConfig(hidden_size=30, num_attention_heads=4)
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        cfg = bert.BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                              intermediate_size=16, max_position_embeddings=4)
+        bert.BertEncoder(cfg).init(jax.random.key(0), jnp.zeros((1, 5), jnp.int32))
+
+
+def test_classifier_loss_fn_jits_and_differentiates(minilm):
+    module, params, tok, ref = minilm
+    enc = bert.BertEncoder(module.config, remat=True)
+    ids = tok(list(ref["sentences"][:4]), max_length=32)
+    labels = jnp.array([0, 1, 0, 1])
+    p = bert.init_classifier_params(jax.random.key(0), params, hidden_size=384, num_classes=2)
+    loss_fn = bert.make_classifier_loss_fn(enc, normalize=True, logit_scale=10.0)
+    (loss, metrics), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(p, Batch(ids, labels))
+    np.testing.assert_allclose(loss, np.log(2.0), rtol=1e-6)  # zero head: uniform predictions
+    assert set(metrics) == {"loss", "accuracy"}
+    assert np.abs(grads["head"]["kernel"]).max() > 0
+    # the zero head blocks gradient to the encoder at the first step; a nonzero head lets it through
+    p["head"]["kernel"] = 0.1 * jax.random.normal(jax.random.key(1), (384, 2))
+    grads = jax.grad(lambda q: loss_fn(q, Batch(ids, labels))[0])(p)
+    g = grads["encoder"]["layer_0"]["attention"]["query"]["kernel"]
+    assert np.isfinite(g).all() and np.abs(g).max() > 0
+    # a few SGD steps on the head alone (ANIL-style) fit the 4 examples
+    head = p["head"]
+    step = jax.jit(jax.grad(lambda h: loss_fn({"encoder": params, "head": h}, Batch(ids, labels))[0]))
+    for _ in range(30):
+        head = jax.tree.map(lambda w, g: w - 1.0 * g, head, step(head))
+    assert loss_fn({"encoder": params, "head": head}, Batch(ids, labels))[1]["accuracy"] == 1.0
