@@ -8,6 +8,12 @@ Example:
 """
 from fewjax.data import augment
 from fewjax.data.episodes import DeviceState, EpisodeSampler, episodes
+from fewjax.data.omniglot import omniglot
+from fewjax.data.pipeline import prefetch, replicated, shard_tasks, task_mesh, task_sharding
+from fewjax.data.sinusoid import SinusoidSampler, sinusoid
 from fewjax.data.sources import ArraySource
 
-__all__ = ["ArraySource", "DeviceState", "EpisodeSampler", "augment", "episodes"]
+__all__ = [
+    "ArraySource", "DeviceState", "EpisodeSampler", "SinusoidSampler", "augment", "episodes", "omniglot",
+    "prefetch", "replicated", "shard_tasks", "sinusoid", "task_mesh", "task_sharding",
+]
