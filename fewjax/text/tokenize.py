@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-DEFAULT_BUCKETS: tuple[int, ...] = (32, 64, 128)
+DEFAULT_BUCKETS: tuple[int, ...] = (32, 64, 96, 128)
 
 
 def bucket_length(longest: int, buckets: Sequence[int]) -> int:
