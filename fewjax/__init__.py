@@ -15,6 +15,7 @@ from fewjax.kernels import (
     regression_loss,
     reptile_grad,
 )
+from fewjax import models
 from fewjax.types import Batch, EmbedFn, LossFn, Params, Task
 
 __version__ = "0.1.0"

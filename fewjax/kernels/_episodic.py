@@ -25,9 +25,9 @@ def check_task(task: Task, ways: int | None, kernel: str) -> int:
     return ways
 
 
-def class_summary(support_y: jax.Array, slots: int):
+def class_summary(support_y: jax.Array, slots: int, dtype=jnp.float32):
     """One-hot labels [n_s, slots] and per-class counts [slots]."""
-    onehot = jax.nn.one_hot(support_y, slots, dtype=jnp.float32)
+    onehot = jax.nn.one_hot(support_y, slots, dtype=dtype)
     return onehot, onehot.sum(axis=0)
 
 
@@ -38,3 +38,8 @@ def masked_cross_entropy(logits: jax.Array, labels: jax.Array, present: jax.Arra
     loss = -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=-1))
     accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
     return loss, accuracy
+
+
+def at_least_f32(x: jax.Array) -> jax.Array:
+    """Upcasts half-precision outputs to float32 for the loss; float64 stays float64."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))

@@ -124,8 +124,8 @@ def _mask_leaves(mask, params, treedef, n) -> list[bool]:
 
 def _select_lr(lr, params, treedef, keep) -> list:
     lr_leaves, lr_def = jax.tree.flatten(lr)
-    if lr_def.num_leaves == 1 and lr_def != treedef:  # a scalar rate
-        return [lr_leaves[0]] * sum(keep)
+    if jax.tree_util.treedef_is_leaf(lr_def) and jnp.ndim(lr) == 0:  # one scalar rate for all
+        return [lr] * sum(keep)
     if lr_def != treedef:
         raise ValueError(
             "adapt: lr must be a scalar or a pytree with the structure of params (Meta-SGD); "

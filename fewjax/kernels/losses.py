@@ -16,12 +16,14 @@ from typing import Callable
 import jax.numpy as jnp
 import optax
 
+from fewjax.kernels._episodic import at_least_f32
+
 
 def classification_loss(apply_fn: Callable) -> Callable:
     """Softmax cross-entropy on integer labels; metrics: `accuracy`."""
 
     def loss_fn(params, batch):
-        logits = apply_fn(params, batch.x).astype(jnp.float32)
+        logits = at_least_f32(apply_fn(params, batch.x))
         loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch.y))
         return loss, {"accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == batch.y)}
 
@@ -32,7 +34,7 @@ def regression_loss(apply_fn: Callable) -> Callable:
     """Mean squared error (sinusoid regression); no metrics."""
 
     def loss_fn(params, batch):
-        pred = apply_fn(params, batch.x).astype(jnp.float32)
+        pred = at_least_f32(apply_fn(params, batch.x))
         return jnp.mean((pred - batch.y) ** 2), {}
 
     return loss_fn

@@ -21,7 +21,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from fewjax.kernels._episodic import check_task, class_summary
+from fewjax.kernels._episodic import at_least_f32, check_task, class_summary
 from fewjax.kernels.protonet import _normalize
 from fewjax.types import EmbedFn, Params, Task
 
@@ -53,12 +53,12 @@ def matching_loss(
     slots = check_task(task, ways, "matching_loss")
     n_s = task.support.x.shape[0]
     z = embed_fn(params, jnp.concatenate([task.support.x, task.query.x], axis=0))
-    z = z.reshape(z.shape[0], -1).astype(jnp.float32)
+    z = at_least_f32(z.reshape(z.shape[0], -1))
     z_s, z_q = z[:n_s], z[n_s:]
     if context_fn is not None:
         z_s, z_q = context_fn(params, z_s, z_q)
     attention = jax.nn.softmax(_normalize(z_q) @ _normalize(z_s).T / temperature, axis=-1)
-    onehot, _ = class_summary(task.support.y, slots)
+    onehot, _ = class_summary(task.support.y, slots, z.dtype)
     probs = attention @ onehot
     loss = -jnp.mean(jnp.log(jnp.take_along_axis(probs, task.query.y[:, None], axis=-1) + eps))
     accuracy = jnp.mean(jnp.argmax(probs, axis=-1) == task.query.y)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fewjax.kernels._episodic import check_task, class_summary, masked_cross_entropy
+from fewjax.kernels._episodic import at_least_f32, check_task, class_summary, masked_cross_entropy
 from fewjax.types import EmbedFn, Params, Task
 
 DISTANCES = ("sqeuclidean", "cosine")
@@ -51,9 +51,9 @@ def protonet_loss(
     slots = check_task(task, ways, "protonet_loss")
     n_s = task.support.x.shape[0]
     z = embed_fn(params, jnp.concatenate([task.support.x, task.query.x], axis=0))
-    z = z.reshape(z.shape[0], -1).astype(jnp.float32)
+    z = at_least_f32(z.reshape(z.shape[0], -1))
     z_s, z_q = z[:n_s], z[n_s:]
-    onehot, counts = class_summary(task.support.y, slots)
+    onehot, counts = class_summary(task.support.y, slots, z.dtype)
     prototypes = (onehot.T @ z_s) / jnp.maximum(counts, 1.0)[:, None]
     if distance == "sqeuclidean":
         d = (

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fewjax.kernels._episodic import at_least_f32
 from fewjax.types import Batch, EmbedFn, Params
 
 FORMS = ("contrastive", "verification")
@@ -51,9 +52,9 @@ def contrastive_loss(
         )
     n = x.shape[0]
     z = embed_fn(params, jnp.concatenate([x[:, 0], x[:, 1]], axis=0))
-    z = z.reshape(2 * n, -1).astype(jnp.float32)
+    z = at_least_f32(z.reshape(2 * n, -1))
     diff = z[:n] - z[n:]
-    same = pairs.y.astype(jnp.float32)
+    same = pairs.y.astype(z.dtype)
     if form == "contrastive":
         d = jnp.sqrt(jnp.sum(diff**2, axis=-1) + eps)
         loss = jnp.mean(0.5 * same * d**2 + 0.5 * (1.0 - same) * jnp.maximum(margin - d, 0.0) ** 2)
