@@ -8,12 +8,13 @@ Example:
 """
 from fewjax.data import augment
 from fewjax.data.episodes import DeviceState, EpisodeSampler, episodes
+from fewjax.data.image_folder import image_folder
 from fewjax.data.omniglot import omniglot
 from fewjax.data.pipeline import prefetch, replicated, shard_tasks, task_mesh, task_sharding
 from fewjax.data.sinusoid import SinusoidSampler, sinusoid
 from fewjax.data.sources import ArraySource
 
 __all__ = [
-    "ArraySource", "DeviceState", "EpisodeSampler", "SinusoidSampler", "augment", "episodes", "omniglot",
+    "ArraySource", "DeviceState", "EpisodeSampler", "SinusoidSampler", "augment", "episodes", "image_folder", "omniglot",
     "prefetch", "replicated", "shard_tasks", "sinusoid", "task_mesh", "task_sharding",
 ]

@@ -151,6 +151,11 @@ def _write_npz(path: Path, **arrays) -> None:
         raise
 
 
+def _writable(directory: Path) -> bool:
+    """Writable by us AND not marked read-only by its mode bits (root may write anywhere; we do not)."""
+    return os.access(directory, os.W_OK) and bool(directory.stat().st_mode & 0o200)
+
+
 def _load_zip(path: Path, image_size: int) -> tuple[np.ndarray, list[str]]:
     """Decoded zip, from the .npz cache when present (beside the zip, else in the user cache)."""
     digests = file_digests(path)
@@ -177,6 +182,8 @@ def _load_zip(path: Path, image_size: int) -> tuple[np.ndarray, list[str]]:
             raise ValueError(f"{path} is corrupt (bad CRC in {bad}); delete it and load again to re-download.")
     images, names = _decode_zip(path, image_size)
     for directory in candidates:
+        if directory.is_dir() and not _writable(directory):
+            continue
         try:
             directory.mkdir(parents=True, exist_ok=True)
             _write_npz(directory / cache_name, images=images, names=np.array(names))

@@ -1,0 +1,144 @@
+"""Bring your own images: `root/<class>/<image>` (e.g. miniImageNet's usual layout) as an `ArraySource`.
+
+Class-level splits come from files (one class name a line, `split_files`) or
+from a seeded partition of the sorted class names (`partition`). Images are
+stored as uint8 `[N, H, W, C]` (C = 1 with `grayscale=True`, else 3); the
+episode sampler yields float32 in [0, 1].
+
+Example:
+    >>> import tempfile, pathlib, numpy as np
+    >>> from PIL import Image
+    >>> from fewjax.data import image_folder
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for c in ["cat", "dog", "eel"]:
+    ...     (root / c).mkdir()
+    ...     for i in range(3):
+    ...         Image.fromarray(np.full((8, 8, 3), i * 40, np.uint8)).save(root / c / f"{i}.png")
+    >>> src = image_folder(root, split="train", partition={"train": 2, "test": 1}, seed=0)
+    >>> src.num_classes, src.example_shape
+    (2, (8, 8, 3))
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from fewjax.data.sources import ArraySource
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _classes_from_partition(classes: Sequence[str], partition: Mapping[str, float], split: str, seed: int):
+    names = list(partition)
+    sizes = np.asarray([partition[n] for n in names], dtype=np.float64)
+    if np.any(sizes < 0) or sizes.sum() <= 0:
+        raise ValueError(f"partition sizes must be >= 0 with a positive total; got {dict(partition)}.")
+    if np.all(sizes == np.round(sizes)) and sizes.sum() > 1:
+        counts = sizes.astype(int)  # class counts
+        if counts.sum() > len(classes):
+            raise ValueError(f"partition {dict(partition)} asks for {counts.sum()} classes but {len(classes)} exist.")
+    else:  # fractions: floor, the remainder to the first splits
+        counts = np.floor(sizes / sizes.sum() * len(classes)).astype(int)
+        counts[: len(classes) - counts.sum()] += 1
+    order = np.random.default_rng(seed).permutation(len(classes))
+    start = int(counts[: names.index(split)].sum())
+    return sorted(classes[i] for i in order[start : start + counts[names.index(split)]])
+
+
+def _classes_from_file(path: Path, classes: Sequence[str], root: Path) -> list[str]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"split file {path} does not exist.")
+    wanted = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    known = set(classes)
+    missing = [w for w in wanted if w not in known]
+    if missing:
+        raise ValueError(f"split file {path} names class {missing[0]!r} ({len(missing)} missing in all), which is not "
+                         f"a folder of {root}; fix the file or the data root.")
+    return wanted
+
+
+def image_folder(root, *, split: str | None = None, split_files: Mapping[str, os.PathLike] | os.PathLike | None = None,
+                 partition: Mapping[str, float] | None = None, seed: int = 0, image_size=None,
+                 grayscale: bool = False, num_workers: int = 8) -> ArraySource:
+    """Images under `root/<class>/` as an `ArraySource` (classes named by their folder).
+
+    Args:
+      root: folder with one subfolder per class.
+      split: which class-level split to load (None: every class). Needs
+        `split_files` or `partition`.
+      split_files: `{split: path}` of text files with one class name a line,
+        or a folder holding `<split>.txt` (e.g. Ravi & Larochelle's csv names
+        converted to lists).
+      partition: `{split: size}` for a seeded partition of the sorted class
+        names; sizes are class counts (ints) or fractions, e.g.
+        `{"train": 64, "val": 16, "test": 20}`.
+      seed: seed of the partition.
+      image_size: None (all images must have one size) or int / (height, width)
+        to resize to.
+      grayscale: load as 1 channel instead of RGB.
+      num_workers: decoding threads.
+
+    Raises:
+      FileNotFoundError: root or a split file missing.
+      ValueError: no classes or images, a split naming unknown classes, images
+        of mixed sizes without `image_size`.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder root {root} does not exist (expected root/<class>/<image>).")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"{root} has no class subfolders (expected root/<class>/<image>).")
+    if split is not None:
+        if split_files is not None:
+            path = (Path(split_files) / f"{split}.txt" if not isinstance(split_files, Mapping)
+                    else split_files.get(split))
+            if path is None:
+                raise ValueError(f"split {split!r} is not in split_files (has {sorted(split_files)}).")
+            classes = _classes_from_file(Path(path), classes, root)
+        elif partition is not None:
+            if split not in partition:
+                raise ValueError(f"split {split!r} is not in partition (has {sorted(partition)}).")
+            classes = _classes_from_partition(classes, partition, split, seed)
+        else:
+            raise ValueError(f"split={split!r} needs split_files=... or partition=... to say which classes it has.")
+        if not classes:
+            raise ValueError(f"split {split!r} has no classes.")
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        found = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not found:
+            raise ValueError(f"class folder {root / name} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        files += found
+        labels += [label] * len(found)
+
+    def load(path: Path) -> np.ndarray:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                im = im.convert("L" if grayscale else "RGB")
+                if image_size is not None and im.size != (image_size[1], image_size[0]):
+                    im = im.resize((image_size[1], image_size[0]), Image.Resampling.LANCZOS)
+                array = np.asarray(im, np.uint8)
+        except OSError as error:
+            raise ValueError(f"cannot read image {path}: {error}") from error
+        return array[..., None] if grayscale else array
+
+    with ThreadPoolExecutor(max(1, num_workers)) as pool:
+        images = list(pool.map(load, files))
+    shapes = {}
+    for path, image in zip(files, images):
+        shapes.setdefault(image.shape[:2], path)
+        if len(shapes) > 1:
+            (s0, p0), (s1, p1) = shapes.items()
+            raise ValueError(f"images have mixed sizes: {p0} is {s0[0]}x{s0[1]} but {p1} is {s1[0]}x{s1[1]}; "
+                             "pass image_size=... to resize them all.")
+    return ArraySource(np.stack(images), np.asarray(labels, np.int32), classes)
