@@ -8,7 +8,7 @@ training run needs and Orbax leaves to the caller:
   `metrics[best_metric]`. Orbax deletes old steps only after the newer save has been committed, so nothing is lost
   when a save fails or the process is killed;
 * the run's config (a JSON-able dict) stored in each step's Orbax metadata, readable without a target;
-* `restore(step="latest")` that skips a partial (a leftover `<step>.orbax-checkpoint-tmp-<ts>` directory) or
+* `restore(step="latest")` that skips a partial (a leftover `<step>.orbax-checkpoint-tmp` directory) or
   corrupt latest checkpoint with a warning naming its path, and falls back to the previous one; nothing is deleted.
   A corrupt step directory is moved aside (renamed `<step>.corrupt-<unix time>`) by the next `save`, so that the
   resumed run can save that step again and retention never counts it;
@@ -17,8 +17,9 @@ training run needs and Orbax leaves to the caller:
 
 Layout on disk: `DIR/<step>/` (plain integer step names), each holding `state/` (the pytree, OCDBT/zarr3),
 `metrics/` (JSON, when metrics were given) and `_CHECKPOINT_METADATA` (commit time and our custom metadata: the
-config). A save in flight writes into `DIR/<step>.orbax-checkpoint-tmp-<timestamp>/` and is renamed to `DIR/<step>`
-when complete, so a step directory exists only for complete saves.
+config). A save in flight writes into `DIR/<step>.orbax-checkpoint-tmp/` (orbax 0.12.8; older releases append
+`-<timestamp>`) and is renamed to `DIR/<step>` when complete, so a step directory exists only for complete saves.
+Orbax itself removes a stale tmp directory of the same step when that step is saved again.
 
 PRNG keys: typed keys (`jax.random.key`) and raw `uint32` keys (`jax.random.PRNGKey`) both round-trip bit for bit.
 Orbax stores a typed key as its `key_data` together with the key implementation and restores a typed key when the
@@ -53,6 +54,7 @@ import logging
 import math
 import numbers
 import os
+import re
 import socket
 import time
 import uuid
@@ -75,6 +77,7 @@ logger = logging.getLogger(__name__)
 _MARKER = "fewjax_checkpoint"  # key of our custom metadata; its absence marks a step as unreadable
 _FORMAT = 1
 _TMP_SUFFIX = ".orbax-checkpoint-tmp"
+_STEP_NAME = re.compile(r"0|[1-9][0-9]*")  # Orbax's default step directory names
 
 
 class CorruptCheckpointError(RuntimeError):
@@ -165,7 +168,11 @@ class Checkpoints:
 
     def all_steps(self) -> list[int]:
         """Steps of the complete checkpoints, ascending (a save in flight is not listed until it is complete)."""
-        return [c.step for c in self._ckptr.checkpoints if self._step_path(c.step).is_dir()]
+        # Read from disk, not from Orbax's list: Orbax drops the steps it will garbage-collect from its list when a
+        # save *starts*, although they stay on disk (and restorable) until that save is complete.
+        if not self._dir.is_dir():
+            return []
+        return sorted(int(p.name) for p in self._dir.iterdir() if _STEP_NAME.fullmatch(p.name) and p.is_dir())
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint (not validated: `restore('latest')` may fall back past a corrupt one)."""
@@ -265,6 +272,7 @@ class Checkpoints:
         """
         self._check_open()
         self._finish_pending()
+        self._sync_with_disk()
         abstract = jax.tree.map(_abstract_leaf, target)
         if step == "latest":
             return self._first_readable(lambda s: self._restore_step(s, abstract), what="restore")
@@ -282,6 +290,7 @@ class Checkpoints:
         """The config saved with checkpoint `step` (int, "latest" or "best"), without restoring any array."""
         self._check_open()
         self._finish_pending()
+        self._sync_with_disk()
         if step == "latest":
             return self._first_readable(self._read_custom, what="read the config of")["config"]
         s = self._resolve(step)
@@ -398,6 +407,8 @@ class Checkpoints:
             saved_tree = self._ckptr.metadata(step).metadata
         except Exception as e:  # noqa: BLE001
             raise _Unreadable(f"pytree metadata unreadable: {_short(e)}") from None
+        if not jax.tree.leaves(saved_tree):  # Orbax yields an empty tree when it cannot read the array metadata
+            raise _Unreadable("its array metadata is missing or unreadable")
         _check_compatible(saved_tree, abstract, path, self._dir)
         try:
             state = self._ckptr.load(step, abstract)
@@ -405,6 +416,10 @@ class Checkpoints:
             raise _Unreadable(f"{type(e).__name__}: {_short(e)}") from None
         metrics = next((c.metrics for c in self._ckptr.checkpoints if c.step == step), None)
         return state, {"step": step, "config": config, "metrics": metrics, "path": str(path)}
+
+    def _sync_with_disk(self) -> None:
+        if [c.step for c in self._ckptr.checkpoints] != self.all_steps():  # e.g. written by another process
+            self._ckptr.reload()
 
     def _finish_pending(self) -> None:
         if self._pending is None:

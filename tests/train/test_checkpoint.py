@@ -1,0 +1,393 @@
+"""Tests for fewjax.train.checkpoint: async saves, retention, fallback past partial/corrupt checkpoints, errors."""
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from orbax.checkpoint._src.path import async_path
+
+from fewjax.train.checkpoint import Checkpoints, CorruptCheckpointError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_state(seed=0, shape=(4, 3)):
+    """params, adam state after two updates, an int step, a typed key and a raw uint32 key."""
+    k = jax.random.key(seed)
+    params = {"w": jax.random.normal(k, shape, jnp.float32), "b": jnp.full((shape[1],), 0.1, jnp.float32)}
+    tx = optax.adam(1e-3)
+    opt_state = tx.init(params)
+    for i in range(2):
+        grads = jax.tree.map(lambda p: jnp.sin(p + i), params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+    return {
+        "params": params,
+        "opt_state": opt_state,
+        "step": jnp.int32(7 + seed),
+        "rng": jax.random.fold_in(jax.random.key(seed), 3),
+        "raw_rng": jax.random.PRNGKey(seed + 11),
+    }
+
+
+def as_bits(tree):
+    def leaf(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        x = np.asarray(x)
+        return x.dtype.str, x.shape, x.tobytes()
+
+    return jax.tree.map(leaf, tree)
+
+
+def assert_bit_exact(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    assert as_bits(a) == as_bits(b)
+
+
+@pytest.fixture
+def blocked_writes(monkeypatch):
+    """Holds Orbax's background writes until the returned event is set (main-thread writes go through)."""
+    release = threading.Event()
+    original = async_path.write_text
+
+    async def write_text(path, text):
+        if threading.current_thread() is not threading.main_thread():
+            assert release.wait(30), "test never released the blocked checkpoint write"
+        return await original(path, text)
+
+    monkeypatch.setattr(async_path, "write_text", write_text)
+    yield release
+    release.set()
+
+
+def test_roundtrip_is_bit_exact(tmp_path):
+    state = make_state()
+    with Checkpoints(tmp_path) as ckpts:
+        ckpts.save(7, state, config={"lr": 1e-3, "ways": 5, "name": "maml", "sizes": [1, 2]})
+        ckpts.wait()
+        restored, info = ckpts.restore(make_state(seed=1))
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+        from_abstract, _ = ckpts.restore(abstract, step=7)
+    assert_bit_exact(restored, state)
+    assert_bit_exact(from_abstract, state)
+    assert jax.dtypes.issubdtype(restored["rng"].dtype, jax.dtypes.prng_key)
+    assert restored["raw_rng"].dtype == jnp.uint32
+    assert isinstance(restored["opt_state"][0], optax.ScaleByAdamState)
+    assert info["step"] == 7 and info["metrics"] is None
+    assert info["config"] == {"lr": 1e-3, "ways": 5, "name": "maml", "sizes": [1, 2]}
+
+
+def test_save_is_async_and_survives_donated_buffers(tmp_path, blocked_writes):
+    state = make_state()
+    expected = jax.tree.map(np.asarray, {"params": state["params"], "step": state["step"]})
+    ckpts = Checkpoints(tmp_path)
+    ckpts.save(1, state)
+    # The save returned while its write is still held: the step is not complete yet.
+    assert ckpts.latest_step() is None and not (tmp_path / "1").exists()
+    for leaf in jax.tree.leaves(state):  # what a donating train step does to the old state
+        leaf.delete()
+    blocked_writes.set()
+    ckpts.wait()
+    assert ckpts.latest_step() == 1 and (tmp_path / "1").is_dir()
+    restored, _ = ckpts.restore(make_state())
+    ckpts.close()
+    assert_bit_exact({"params": restored["params"], "step": restored["step"]}, expected)
+
+
+def test_old_checkpoint_is_kept_until_the_newer_one_is_complete(tmp_path, blocked_writes):
+    blocked_writes.set()
+    ckpts = Checkpoints(tmp_path, keep_last=1, keep_best=False)
+    ckpts.save(1, make_state(1))
+    ckpts.wait()
+    blocked_writes.clear()
+    ckpts.save(2, make_state(2))
+    assert (tmp_path / "1").is_dir() and ckpts.latest_step() == 1
+    blocked_writes.set()
+    ckpts.wait()
+    ckpts.close()
+    assert not (tmp_path / "1").exists() and (tmp_path / "2").is_dir()
+
+
+def test_keeps_last_k_plus_best_and_remembers_best_after_reopen(tmp_path):
+    state = make_state()
+    accs = {10: 0.2, 20: 0.9, 30: 0.4, 40: None, 50: 0.5, 60: 0.3}
+    with Checkpoints(tmp_path, keep_last=2) as ckpts:
+        for step, acc in accs.items():
+            metrics = None if acc is None else {"val_accuracy": acc, "loss": 1.0 - acc}
+            ckpts.save(step, state, metrics=metrics)
+        ckpts.wait()
+        assert ckpts.all_steps() == [20, 50, 60]
+        assert ckpts.best_step() == 20
+    with Checkpoints(tmp_path, keep_last=2) as again:
+        assert again.all_steps() == [20, 50, 60] and again.best_step() == 20
+        _, info = again.restore(state, step="best")
+        assert info["step"] == 20 and info["metrics"]["val_accuracy"] == pytest.approx(0.9)
+
+
+def test_best_mode_min(tmp_path):
+    state = {"x": jnp.zeros(2)}
+    with Checkpoints(tmp_path, keep_last=1, best_metric="loss", best_mode="min") as ckpts:
+        for step, loss in ((1, 3.0), (2, 1.0), (3, 2.0), (4, 5.0)):
+            ckpts.save(step, state, metrics={"loss": np.float32(loss)})
+        ckpts.wait()
+        assert ckpts.all_steps() == [2, 4] and ckpts.best_step() == 2
+
+
+def test_sync_mode_and_idempotent_and_older_steps(tmp_path):
+    state = {"x": jnp.arange(3.0)}
+    with Checkpoints(tmp_path, async_save=False) as ckpts:
+        ckpts.save(5, state)
+        assert (tmp_path / "5").is_dir() and ckpts.latest_step() == 5
+        ckpts.save(5, {"x": jnp.ones(3)})  # e.g. a preemption save right after the periodic one: no-op
+        assert ckpts.all_steps() == [5]
+        with pytest.raises(ValueError, match=r"step 3.*newer checkpoint \(step 5\).*--workdir"):
+            ckpts.save(3, state)
+        ckpts.save(3, state, force=True)
+        assert ckpts.all_steps() == [3, 5]
+        restored, info = ckpts.restore(state)
+    assert info["step"] == 5 and np.array_equal(restored["x"], np.arange(3.0))
+
+
+def test_partial_tmp_dir_is_skipped_with_a_warning_and_kept(tmp_path):
+    with Checkpoints(tmp_path) as ckpts:
+        ckpts.save(1, make_state(1))
+        ckpts.save(2, make_state(2))
+    # What kill -9 during the save of step 3 leaves behind.
+    partial = tmp_path / "3.orbax-checkpoint-tmp"
+    shutil.copytree(tmp_path / "2", partial)
+    (partial / "state" / "_METADATA").unlink()
+    with Checkpoints(tmp_path) as ckpts:
+        assert ckpts.latest_step() == 2
+        with pytest.warns(RuntimeWarning, match=str(partial)):
+            restored, info = ckpts.restore(make_state())
+    assert info["step"] == 2
+    assert_bit_exact(restored, make_state(2))
+    assert partial.is_dir()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # orbax's failed-load leftovers
+@pytest.mark.parametrize("damage", ["truncate_data", "delete_metadata", "delete_checkpoint_metadata"])
+def test_corrupt_latest_falls_back_to_previous(tmp_path, damage):
+    with Checkpoints(tmp_path) as ckpts:
+        ckpts.save(1, make_state(1), config={"seed": 1})
+        ckpts.save(2, make_state(2), config={"seed": 2})
+    bad = tmp_path / "2"
+    if damage == "truncate_data":
+        for f in (bad / "state" / "d").iterdir():
+            with open(f, "r+b") as fh:
+                fh.truncate(10)
+    elif damage == "delete_metadata":
+        (bad / "state" / "_METADATA").unlink()
+    else:
+        (bad / "_CHECKPOINT_METADATA").unlink()
+    files_before = sorted(p.relative_to(bad) for p in bad.rglob("*"))
+    with Checkpoints(tmp_path) as ckpts:
+        with pytest.warns(RuntimeWarning, match=rf"{bad}\b.*partial or corrupt"):
+            restored, info = ckpts.restore(make_state())
+        assert info["step"] == 1 and info["config"] == {"seed": 1}
+        assert_bit_exact(restored, make_state(1))
+        with pytest.raises(CorruptCheckpointError, match=str(bad)):
+            ckpts.restore(make_state(), step=2)
+    assert sorted(p.relative_to(bad) for p in bad.rglob("*")) == files_before  # nothing deleted
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_resumed_run_saves_over_a_corrupt_step_by_moving_it_aside(tmp_path):
+    with Checkpoints(tmp_path, keep_last=5) as ckpts:
+        ckpts.save(1, make_state(1))
+        ckpts.save(2, make_state(2))
+    (tmp_path / "2" / "state" / "_METADATA").unlink()
+    with Checkpoints(tmp_path, keep_last=5) as ckpts:
+        with pytest.warns(RuntimeWarning):
+            _, info = ckpts.restore(make_state())
+        assert info["step"] == 1
+        with pytest.warns(RuntimeWarning, match="moved the corrupt checkpoint"):
+            ckpts.save(2, make_state(3))
+        ckpts.wait()
+        restored, info = ckpts.restore(make_state())
+    assert info["step"] == 2
+    assert_bit_exact(restored, make_state(3))
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("2.corrupt-")]
+    assert len(aside) == 1 and (aside[0] / "state").is_dir()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_all_corrupt_or_empty_is_a_clear_error(tmp_path):
+    with Checkpoints(tmp_path) as ckpts:
+        with pytest.raises(FileNotFoundError, match=r"no checkpoint in .*--workdir"):
+            ckpts.restore(make_state())
+        with pytest.raises(FileNotFoundError, match="step 4"):
+            ckpts.restore(make_state(), step=4)
+        with pytest.raises(FileNotFoundError, match="val_accuracy"):
+            ckpts.restore(make_state(), step="best")
+        ckpts.save(1, make_state())
+        ckpts.wait()
+    (tmp_path / "1" / "state" / "manifest.ocdbt").unlink()
+    with Checkpoints(tmp_path) as ckpts:
+        with pytest.warns(RuntimeWarning), pytest.raises(FileNotFoundError, match="partial or corrupt"):
+            ckpts.restore(make_state())
+
+
+def test_read_config_without_target(tmp_path):
+    with Checkpoints(tmp_path) as ckpts:
+        ckpts.save(1, {"x": jnp.zeros(1)}, config={"method": "protonet", "ways": 5})
+        ckpts.save(2, {"x": jnp.zeros(1)}, config={"method": "protonet", "ways": 20}, metrics={"val_accuracy": 0.1})
+        ckpts.save(3, {"x": jnp.zeros(1)})
+        assert ckpts.read_config() == {}
+        assert ckpts.read_config(2) == {"method": "protonet", "ways": 20}
+        assert ckpts.read_config(1)["ways"] == 5
+        assert ckpts.read_config("best")["ways"] == 20
+        with pytest.raises(ValueError, match=r"config\['fn'\].*JSON"):
+            ckpts.save(4, {"x": jnp.zeros(1)}, config={"fn": print})
+        with pytest.raises(ValueError, match="'latests'"):
+            ckpts.read_config("latests")
+        assert ckpts.all_steps() == [1, 2, 3]
+
+
+def test_ml_collections_config_is_accepted(tmp_path):
+    ml_collections = pytest.importorskip("ml_collections")
+    cfg = ml_collections.ConfigDict({"model": {"width": 64}, "lr": 0.4})
+    with Checkpoints(tmp_path) as ckpts:
+        ckpts.save(1, {"x": jnp.zeros(1)}, config=cfg)
+        assert ckpts.read_config() == {"model": {"width": 64}, "lr": 0.4}
+
+
+@pytest.mark.parametrize(
+    "other, key",
+    [
+        (lambda s: {**s, "params": {**s["params"], "w": jnp.zeros((5, 3))}}, "params/w"),
+        (lambda s: {**s, "params": {**s["params"], "extra": jnp.zeros(2)}}, "params/extra"),
+        (lambda s: {k: v for k, v in s.items() if k != "raw_rng"}, "raw_rng"),
+    ],
+)
+def test_checkpoint_of_another_model_is_one_clear_error(tmp_path, other, key):
+    state = make_state()
+    with Checkpoints(tmp_path) as ckpts:
+        ckpts.save(1, state)
+        ckpts.save(2, state)
+        with pytest.raises(ValueError, match=rf"'{key}'.*another model.*new --workdir") as err:
+            ckpts.restore(other(make_state()))
+    assert str(tmp_path / "2") in str(err.value)  # no silent fallback to step 1
+
+
+def test_read_only_mode_restores_and_refuses_saves(tmp_path):
+    with Checkpoints(tmp_path) as ckpts:
+        ckpts.save(1, make_state(), config={"a": 1})
+    with Checkpoints(tmp_path, read_only=True) as ro:
+        assert ro.read_config() == {"a": 1}
+        restored, _ = ro.restore(make_state(5))
+        assert_bit_exact(restored, make_state())
+        with pytest.raises(PermissionError, match="read_only"):
+            ro.save(2, make_state())
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Checkpoints(tmp_path / "missing", read_only=True)
+
+
+def test_read_only_directory_fails_at_construction(tmp_path):
+    ro = tmp_path / "ckpt"
+    ro.mkdir()
+    ro.chmod(0o555)
+    code = textwrap.dedent(
+        f"""
+        from fewjax.train.checkpoint import Checkpoints
+        for d in ({str(ro)!r}, {str(ro / 'sub')!r}):
+            try:
+                Checkpoints(d)
+            except PermissionError as e:
+                assert d in str(e) and "writable --workdir" in str(e), e
+                print("PermissionError", d)
+            else:
+                raise SystemExit("no error for " + d)
+        """
+    )
+    cmd = [sys.executable, "-c", code]
+    if os.geteuid() == 0:  # root ignores permission bits unless it drops the capabilities that let it
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: cannot make a directory read-only")
+        cmd = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *cmd]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        ro.chmod(0o755)
+    if proc.returncode != 0 and "Operation not permitted" in proc.stderr and "setpriv" in proc.stderr:
+        pytest.skip(f"setpriv cannot drop capabilities here: {proc.stderr[-300:]}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("PermissionError") == 2
+
+
+def test_read_only_mount_is_a_permission_error(tmp_path, monkeypatch):
+    def read_only_fs(self, data):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", read_only_fs)
+    with pytest.raises(PermissionError, match=rf"{tmp_path}.*not writable.*Read-only file system.*--workdir"):
+        Checkpoints(tmp_path)
+
+
+def test_disk_full_during_save_is_clear_and_keeps_previous(tmp_path, monkeypatch):
+    state = make_state(1)
+    ckpts = Checkpoints(tmp_path, keep_last=1, keep_best=False)
+    ckpts.save(1, state)
+    ckpts.wait()
+
+    async def full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(async_path, "write_text", full)
+    with pytest.raises(OSError, match=rf"No space left.*step 2 in {tmp_path}.*intact") as err:
+        ckpts.save(2, make_state(2))
+        ckpts.wait()  # an async failure surfaces here at the latest
+    assert err.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert ckpts.all_steps() == [1]  # keep_last=1 did not delete step 1 for the failed step 2
+    restored, info = ckpts.restore(make_state())
+    assert info["step"] == 1
+    assert_bit_exact(restored, state)
+    ckpts.save(2, make_state(2))  # disk freed: the run goes on
+    ckpts.close()
+    assert Checkpoints(tmp_path, read_only=True).all_steps() == [2]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"keep_last": 0}, "keep_last"),
+        ({"keep_last": 2.5}, "keep_last"),
+        ({"best_mode": "avg"}, "best_mode"),
+        ({"best_metric": ""}, "best_metric"),
+    ],
+)
+def test_bad_options(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Checkpoints(tmp_path, **kwargs)
+
+
+def test_bad_steps_and_closed(tmp_path):
+    ckpts = Checkpoints(tmp_path)
+    for bad in (-1, 1.5, "3", True):
+        with pytest.raises(ValueError, match="step"):
+            ckpts.save(bad, {"x": jnp.zeros(1)})
+    with pytest.raises(ValueError, match="metrics"):
+        ckpts.save(1, {"x": jnp.zeros(1)}, metrics=[0.5])
+    ckpts.save(jnp.int32(1), {"x": jnp.zeros(1)}, metrics={"val_accuracy": jnp.float32(0.25)})
+    ckpts.close()
+    ckpts.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        ckpts.save(2, {"x": jnp.zeros(1)})
+    assert Checkpoints(tmp_path).best_step() == 1
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="not a directory"):
+        Checkpoints(tmp_path / "file")
