@@ -7,6 +7,8 @@ Example:
 """
 from __future__ import annotations
 
+from fewjax.text import augment
+from fewjax.text.augment import EDATables, eda, eda_augment, eda_tables
 from fewjax.text.sources import (
     ENTITY_MARKERS,
     clinc150,
@@ -23,12 +25,17 @@ from fewjax.text.tokenize import DEFAULT_BUCKETS, Tokenizer, as_tokenizer, bucke
 
 __all__ = [
     "DEFAULT_BUCKETS",
+    "EDATables",
     "ENTITY_MARKERS",
     "Tokenizer",
     "as_tokenizer",
+    "augment",
     "bucket_length",
     "clinc150",
     "clinc150_texts",
+    "eda",
+    "eda_augment",
+    "eda_tables",
     "fewrel",
     "fewrel_texts",
     "mark_entities",
