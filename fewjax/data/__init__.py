@@ -13,8 +13,9 @@ from fewjax.data.omniglot import omniglot
 from fewjax.data.pipeline import prefetch, replicated, shard_tasks, task_mesh, task_sharding
 from fewjax.data.sinusoid import SinusoidSampler, sinusoid
 from fewjax.data.sources import ArraySource
+from fewjax.data.tfds import tfds_source
 
 __all__ = [
     "ArraySource", "DeviceState", "EpisodeSampler", "SinusoidSampler", "augment", "episodes", "image_folder", "omniglot",
-    "prefetch", "replicated", "shard_tasks", "sinusoid", "task_mesh", "task_sharding",
+    "prefetch", "replicated", "shard_tasks", "sinusoid", "task_mesh", "task_sharding", "tfds_source",
 ]
