@@ -1,0 +1,107 @@
+"""Few-shot evaluation: `evaluate(eval_fn, params, sampler)` over N fixed, seeded episodes.
+
+Episodes are drawn by the sampler from `seed` alone (see `EpisodeSampler.eval_set`), so every run, method and
+checkpoint is scored on the same tasks. They are evaluated in vmapped, jitted batches of `batch_size` (the last
+batch is padded to the same shape, so one program serves all), prepared on a background thread. The 95%
+confidence interval is `1.96 * std / sqrt(n)` with the sample standard deviation over episodes.
+
+Example:
+    >>> import functools, jax, numpy as np, fewjax
+    >>> from fewjax.data import ArraySource, episodes
+    >>> src = ArraySource(np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32), np.arange(200) % 10,
+    ...                   [str(i) for i in range(10)])
+    >>> sampler = episodes(src, ways=5, shots=1, queries=3, seed=0)
+    >>> kernel = functools.partial(fewjax.protonet_loss, lambda p, x: x, ways=5)
+    >>> eval_fn = lambda params, tasks: jax.vmap(lambda t: kernel(params, t)[1])(tasks)
+    >>> result = fewjax.evaluate(eval_fn, None, sampler, num_episodes=30, batch_size=8)
+    >>> result["episodes"], 0.0 <= result["accuracy"] <= 1.0
+    (30, True)
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from fewjax.data.pipeline import prefetch, shard_tasks
+
+VAL_SEED = 1_000_003
+"""Seed of the validation episodes: fixed, and used by no training run."""
+TEST_SEED = 2_000_003
+"""Seed of the test episodes."""
+
+
+def evaluate(
+    eval_fn: Callable,
+    params,
+    sampler,
+    *,
+    num_episodes: int = 600,
+    batch_size: int = 50,
+    seed: int = TEST_SEED,
+    metric: str = "accuracy",
+    mesh=None,
+    jitted: Callable | None = None,
+    progress: bool = False,
+) -> dict:
+    """Scores `params` on `num_episodes` seeded episodes of `sampler`.
+
+    Args:
+      eval_fn: `eval_fn(params, tasks) -> {name: [B] per-task values}` for tasks with a leading axis.
+      params: passed to `eval_fn`.
+      sampler: an episode sampler with `eval_batches(num_episodes, seed=, batch_size=)`.
+      num_episodes, batch_size, seed: the episode set and how many are evaluated per call.
+      metric: the per-task value to summarise ("accuracy"; "loss" for regression).
+      mesh: shard each batch's task axis over this mesh (batch_size must divide by its size).
+      jitted: a jitted `eval_fn` to reuse across calls (validation during training); built when None.
+      progress: show a progress bar.
+
+    Returns:
+      `{metric, "ci95", "std", "episodes", "seconds"}` (floats; ci95 = 1.96 * std / sqrt(n)).
+    """
+    if num_episodes < 1 or batch_size < 1:
+        raise ValueError(f"evaluate: num_episodes={num_episodes} and batch_size={batch_size} must be >= 1.")
+    batch_size = min(batch_size, num_episodes)
+    if mesh is not None and batch_size % mesh.size:
+        raise ValueError(f"evaluate: batch_size={batch_size} must be divisible by the {mesh.size} devices.")
+    run = jitted or jax.jit(eval_fn)
+    place = (lambda t: shard_tasks(t, mesh)) if mesh is not None else jax.device_put
+    start = time.perf_counter()
+    values = []
+    chunks = (_pad(t, batch_size) for t in _episode_chunks(sampler, num_episodes, seed, batch_size))
+    with prefetch(chunks, size=2) as batches, tqdm(total=num_episodes, desc="evaluate", disable=not progress,
+                                                   unit="episode") as bar:
+        for tasks, n in batches:
+            out = run(params, place(tasks))
+            if metric not in out:
+                raise ValueError(f"evaluate: metric={metric!r} is not among the method's metrics {sorted(out)}.")
+            values.append(np.asarray(out[metric])[:n])
+            bar.update(n)
+    v = np.concatenate(values).astype(np.float64)
+    std = float(v.std(ddof=1)) if v.size > 1 else 0.0
+    return {
+        metric: float(v.mean()),
+        "ci95": 1.96 * std / float(np.sqrt(v.size)),
+        "std": std,
+        "episodes": int(v.size),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _episode_chunks(sampler, num_episodes: int, seed: int, batch_size: int):
+    if hasattr(sampler, "eval_batches"):
+        yield from sampler.eval_batches(num_episodes, seed=seed, batch_size=batch_size)
+        return
+    tasks = sampler.eval_set(num_episodes, seed=seed)
+    for start in range(0, num_episodes, batch_size):
+        yield jax.tree.map(lambda a: a[start:start + batch_size], tasks)
+
+
+def _pad(tasks, size: int):
+    n = jax.tree.leaves(tasks)[0].shape[0]
+    if n == size:
+        return tasks, n
+    return jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[-1:], size - n, axis=0)]), tasks), n

@@ -1,0 +1,100 @@
+"""The configuration every training run shares, and its validation.
+
+Config files in `configs/` call `base_config()` and set what their benchmark needs; `train.py` loads them with
+`ml_collections.config_flags` (`--config configs/omniglot_protonet.py:5w1s --config.total_steps=100`). The
+config is locked: an override of a key that does not exist fails with the key's name, and a value of the wrong
+type fails with the key and the expected type. `validate` then checks values against each other, before any
+data is read or anything compiles.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+METHODS = ("maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching")
+DATASETS = ("omniglot", "image_folder", "sinusoid")
+SCHEDULES = ("constant", "step", "cosine", "linear")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.method = "protonet"
+    c.dataset = "omniglot"
+    c.data_dir = ""  # "" = $FEWJAX_DATA_DIR, else the user cache (downloads Omniglot there)
+    c.split = "vinyals"  # omniglot: "vinyals" or "lake"
+    c.image_size = 28
+    c.seed = 0
+
+    c.ways, c.shots, c.queries = 5, 1, 15  # training episodes
+    c.test_ways, c.test_shots, c.test_queries = 5, 1, 15  # validation and test episodes
+    c.meta_batch_size = 32
+
+    c.total_steps = 1000
+    c.steps_per_call = 1  # training steps per jitted call (lax.scan); the host syncs between calls
+    c.log_every = 50
+    c.eval_every = 500
+    c.checkpoint_every = 500
+    c.keep_checkpoints = 3
+    c.val_episodes = 200
+    c.test_episodes = 600
+    c.eval_batch_size = 50
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "conv4"  # conv4 (images) or mlp (sinusoid)
+    c.model.hidden = 64
+    c.model.norm = "batch"
+    c.model.pool = "max"
+    c.model.dtype = "float32"  # "bfloat16": mixed precision (compute in bf16, params and loss in f32)
+
+    c.inner_steps = 1  # MAML family and Reptile
+    c.inner_lr = 0.4
+    c.eval_inner_steps = 3
+    c.inner_optimizer = "sgd"  # sgd or adam (Reptile: Adam with beta1 = 0, as Nichol et al.)
+    c.remat = False
+
+    c.distance = "sqeuclidean"  # protonet: sqeuclidean or cosine
+    c.temperature = 1.0  # protonet/matching logits are divided by it
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "adam"  # adam or sgd (Reptile's outer step)
+    c.optim.lr = 1e-3
+    c.optim.schedule = "constant"  # constant, step (x decay_rate every decay_every), cosine, linear (to 0)
+    c.optim.decay_every = 2000
+    c.optim.decay_rate = 0.5
+    c.optim.grad_clip = 0.0  # global-norm clipping; 0 = off
+    c.ema_decay = 0.0  # > 0 keeps an exponential moving average of the params, evaluated alongside
+    return c
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+    """Raises one ValueError naming the key, the value and the fix."""
+
+    def need(ok, key, value, fix):
+        if not ok:
+            raise ValueError(f"config.{key}={value!r}: {fix}")
+
+    need(c.method in METHODS, "method", c.method, f"choose one of {METHODS}")
+    need(c.dataset in DATASETS, "dataset", c.dataset, f"choose one of {DATASETS}")
+    need(c.optim.schedule in SCHEDULES, "optim.schedule", c.optim.schedule, f"choose one of {SCHEDULES}")
+    need(c.optim.name in ("adam", "sgd"), "optim.name", c.optim.name, "choose adam or sgd")
+    need(c.inner_optimizer in ("sgd", "adam"), "inner_optimizer", c.inner_optimizer, "choose sgd or adam")
+    need(c.model.dtype in ("float32", "bfloat16"), "model.dtype", c.model.dtype, "choose float32 or bfloat16")
+    for key in ("total_steps",):
+        need(c[key] >= 0, key, c[key], "must be >= 0")
+    for key in ("ways", "shots", "queries", "test_ways", "test_shots", "test_queries", "meta_batch_size",
+                "steps_per_call", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
+                "val_episodes", "test_episodes", "eval_batch_size"):
+        need(c[key] >= 1, key, c[key], "must be >= 1")
+    need(c.total_steps % c.steps_per_call == 0 or c.total_steps == 0, "steps_per_call", c.steps_per_call,
+         f"must divide total_steps={c.total_steps}")
+    for key in ("log_every", "eval_every", "checkpoint_every"):
+        need(c[key] % c.steps_per_call == 0, key, c[key], f"must be a multiple of steps_per_call={c.steps_per_call}")
+    if c.method in ("maml", "fomaml", "metasgd", "anil", "reptile"):
+        need(c.inner_steps >= 1, "inner_steps", c.inner_steps, "must be >= 1 for this method")
+        need(c.eval_inner_steps >= 1, "eval_inner_steps", c.eval_inner_steps, "must be >= 1")
+        if c.dataset != "sinusoid":
+            need(c.test_ways == c.ways, "test_ways", c.test_ways,
+                 f"{c.method} has a {c.ways}-way head: test_ways must equal ways={c.ways}")
+    if c.dataset == "sinusoid":
+        need(c.method in ("maml", "fomaml", "metasgd", "anil", "reptile"), "method", c.method,
+             "sinusoid regression needs a MAML-family method or reptile")
+    need(0.0 <= c.ema_decay < 1.0, "ema_decay", c.ema_decay, "must lie in [0, 1)")

@@ -1,0 +1,40 @@
+"""From a config to episode samplers: the only place where training meets the data sources."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import fewjax.data as fd
+
+OMNIGLOT_SPLITS = {"vinyals": {"train": "train", "val": "val", "test": "test"},
+                   "lake": {"train": "background", "val": "evaluation", "test": "evaluation"}}
+
+
+def make_source(config, split: str, *, data_path: str | None = None):
+    """The class source of `split` ("train", "val" or "test"); `data_path` overrides with a folder of test classes."""
+    if data_path is not None:
+        return fd.image_folder(data_path, image_size=config.image_size, grayscale=config.model.name == "conv4"
+                               and config.dataset == "omniglot")
+    data_dir = config.data_dir or None
+    if config.dataset == "omniglot":
+        if config.split not in OMNIGLOT_SPLITS:
+            raise ValueError(f"config.split={config.split!r}: choose one of {sorted(OMNIGLOT_SPLITS)}")
+        return fd.omniglot(OMNIGLOT_SPLITS[config.split][split], data_dir=data_dir, image_size=config.image_size)
+    if config.dataset == "image_folder":
+        if not data_dir or not Path(data_dir).is_dir():
+            raise FileNotFoundError(
+                f"config.data_dir={config.data_dir!r}: dataset image_folder needs data_dir=<root>/<class>/<image>.")
+        return fd.image_folder(data_dir, split=split, partition={"train": 0.64, "val": 0.16, "test": 0.2},
+                               seed=0, image_size=config.image_size)
+    raise ValueError(f"config.dataset={config.dataset!r} has no class source")
+
+
+def make_sampler(config, split: str, *, seed: int, data_path: str | None = None):
+    """Training episodes for split "train", test-time episodes (test_ways/shots/queries) otherwise."""
+    train = split == "train"
+    shots = config.shots if train else config.test_shots
+    queries = config.queries if train else config.test_queries
+    if config.dataset == "sinusoid" and data_path is None:
+        return fd.sinusoid(shots=shots, queries=queries, seed=seed)
+    ways = config.ways if train else config.test_ways
+    return fd.episodes(make_source(config, split, data_path=data_path), ways=ways, shots=shots, queries=queries,
+                       seed=seed)

@@ -1,0 +1,227 @@
+"""`train_and_evaluate(config, workdir)`: the training loop, the only reader of the config.
+
+Resumes from the newest complete checkpoint in `workdir/checkpoints`; the step `s` draws its tasks from
+`(config.seed, s)` alone, so a resumed run replays exactly the run that was interrupted. SIGTERM and SIGINT
+save a checkpoint and return; a non-finite loss raises `FloatingPointError` naming the step, after which the
+last good checkpoint is still on disk. Validation runs every `eval_every` steps on a fixed set of episodes of the
+validation classes; the best checkpoint by validation accuracy is kept. At the end the best checkpoint (the
+latest when there is no validation) is evaluated on `test_episodes` episodes of the test classes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from fewjax.data.pipeline import replicated, shard_tasks, task_mesh, task_sharding
+from fewjax.eval.evaluate import TEST_SEED, VAL_SEED, evaluate
+from fewjax.train.checkpoint import Checkpoints
+from fewjax.train.config import validate
+from fewjax.train.data import make_sampler
+from fewjax.train.methods import build_method, outer_optimizer
+from fewjax.train.metrics import MetricWriter
+from fewjax.train.step import TrainState, init_state, make_train_step
+
+logger = logging.getLogger(__name__)
+
+RUNTIME_KEYS = {"total_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "val_episodes",
+                "test_episodes", "eval_batch_size", "data_dir", "steps_per_call"}
+"""Keys a resumed run may change; any other difference means the workdir belongs to another experiment."""
+
+
+def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = True) -> dict:
+    """Trains (or resumes) in `workdir` and returns the test evaluation of the best checkpoint."""
+    validate(config)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpts = Checkpoints(workdir / "checkpoints", keep_last=config.keep_checkpoints, keep_best=True)
+    check_resumable(ckpts, config)
+    mesh = task_mesh()
+    if config.meta_batch_size % mesh.size:
+        raise ValueError(f"config.meta_batch_size={config.meta_batch_size} must be divisible by the {mesh.size} "
+                         f"devices (the task axis is split over them); choose a multiple of {mesh.size}.")
+
+    method = build_method(config)
+    tx = outer_optimizer(config)
+    train_sampler = make_sampler(config, "train", seed=config.seed)
+    val_sampler = make_sampler(config, "val", seed=VAL_SEED)
+    example = train_sampler.sample(0).support.x
+    params = method.init(jax.random.key(config.seed), example)
+    state = jax.device_put(init_state(params, tx, ema=config.ema_decay > 0), replicated(mesh))
+    if ckpts.latest_step() is not None:
+        state, info = ckpts.restore(state)
+        logger.info("resumed from step %d in %s", info["step"], ckpts.directory)
+
+    on_device = getattr(train_sampler, "fits_on_device", True)
+    sharding = task_sharding(mesh) if mesh.size > 1 else None
+    step_fn = jax.jit(make_train_step(method, tx, meta_batch_size=config.meta_batch_size,
+                                      sampler=train_sampler if on_device else None,
+                                      steps_per_call=config.steps_per_call, ema_decay=config.ema_decay,
+                                      task_sharding=sharding), donate_argnums=0)
+    data = train_sampler.device_state(replicated(mesh)) if on_device else None
+    host_batches = None if on_device else _host_batches(train_sampler, config, int(state.step), mesh)
+    eval_jit = jax.jit(method.evaluate)
+    metric = "loss" if config.dataset == "sinusoid" else "accuracy"
+
+    def validate_now(params) -> dict:
+        return evaluate(method.evaluate, params, val_sampler, num_episodes=config.val_episodes,
+                        batch_size=config.eval_batch_size, seed=VAL_SEED, metric=metric, jitted=eval_jit,
+                        mesh=mesh if mesh.size > 1 else None)
+
+    writer = MetricWriter(workdir)
+    stop = _StopFlag()
+    step = int(state.step)
+    val_key = f"val_{metric}"
+    try:
+        with stop, tqdm(total=config.total_steps, initial=step, desc="train", unit="step",
+                        disable=not progress or jax.process_index() != 0) as bar:
+            while step < config.total_steps:
+                state, metrics = step_fn(state, data if on_device else next(host_batches))
+                step += config.steps_per_call
+                bar.update(config.steps_per_call)
+                last = step >= config.total_steps
+                if step % config.log_every == 0 or last or stop.requested:
+                    logged = _check_finite(state, jax.device_get(metrics))
+                    writer.write(step, logged, prefix="train")
+                    bar.set_postfix({k: f"{logged[k]:.4f}" for k in ("loss", "accuracy") if k in logged})
+                val = None
+                if step % config.eval_every == 0 or last:
+                    val = {val_key: validate_now(state.params)[metric]}
+                    if state.ema_params is not None:
+                        val[f"val_ema_{metric}"] = validate_now(state.ema_params)[metric]
+                    writer.write(step, val, prefix="val")
+                if step % config.checkpoint_every == 0 or val is not None or last or stop.requested:
+                    _check_finite(state, {})
+                    ckpts.save(step, state, config=config.to_dict(), metrics=_rank(val, val_key, metric),
+                               force=True)
+                if stop.requested:
+                    ckpts.wait()
+                    bar.write(f"{stop.name} received: checkpoint of step {step} saved in {ckpts.directory}; "
+                              "run the same command again to resume.")
+                    return {"interrupted_at_step": step}
+        ckpts.wait()
+        return final_test(config, workdir, ckpts, state, method, eval_jit, mesh, metric, progress=progress)
+    finally:
+        writer.close()
+        ckpts.close()
+
+
+def final_test(config, workdir, ckpts, state, method, eval_jit, mesh, metric, *, progress) -> dict:
+    """Evaluates the best (else latest) checkpoint on the test classes and writes `workdir/eval_test.json`."""
+    which = "best" if ckpts.best_step() is not None else "latest"
+    if ckpts.latest_step() is not None:
+        state, info = ckpts.restore(state, step=which)
+    else:
+        info = {"step": int(state.step)}
+    test_sampler = make_sampler(config, "test", seed=TEST_SEED)
+    result = evaluate(method.evaluate, state.params, test_sampler, num_episodes=config.test_episodes,
+                      batch_size=config.eval_batch_size, seed=TEST_SEED, metric=metric, jitted=eval_jit,
+                      mesh=mesh if mesh.size > 1 else None, progress=progress)
+    record = describe(config, split="test", checkpoint=which, step=info["step"], result=result)
+    write_json(workdir / "eval_test.json", record)
+    return record
+
+
+def describe(config, *, split, checkpoint, step, result) -> dict:
+    """The evaluation record every command prints: what was evaluated, on what, and the score."""
+    return {
+        "method": config.method, "dataset": config.dataset, "split": split, "ways": config.test_ways,
+        "shots": config.test_shots, "queries": config.test_queries, "checkpoint": checkpoint, "step": int(step),
+        **result,
+    }
+
+
+def write_json(path: Path, record: dict) -> None:
+    """Atomically writes `record` (process 0 only)."""
+    if jax.process_index() != 0:
+        return
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def check_resumable(ckpts: Checkpoints, config) -> None:
+    """Refuses a workdir whose checkpoints were written by another experiment."""
+    if ckpts.latest_step() is None:
+        return
+    saved = _flatten(ckpts.read_config())
+    current = _flatten(config.to_dict())
+    differ = sorted(k for k in set(saved) | set(current)
+                    if k.split(".")[0] not in RUNTIME_KEYS and saved.get(k) != current.get(k))
+    if differ:
+        shown = ", ".join(f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in differ[:5])
+        raise ValueError(f"{ckpts.directory} holds checkpoints of another configuration ({shown}). "
+                         "Use a new --workdir, or the configuration those checkpoints were trained with.")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_finite(state: TrainState, metrics: dict) -> dict:
+    bad = int(state.nonfinite_step)
+    if bad >= 0:
+        raise FloatingPointError(
+            f"non-finite loss at step {bad}: training stopped; parameters were not updated from that step on "
+            "and the last checkpoint before it is kept. Lower optim.lr or inner_lr, or set optim.grad_clip.")
+    return {k: float(np.mean(v)) for k, v in metrics.items()}
+
+
+def _rank(val, key, metric):
+    if val is None:
+        return None
+    # Checkpoints keeps the highest val_accuracy; for a loss, lower is better.
+    return {"val_accuracy": val[key] if metric == "accuracy" else -val[key]}
+
+
+def _host_batches(sampler, config, start_step, mesh):
+    from fewjax.data.pipeline import prefetch
+
+    def gen():
+        step = start_step
+        while True:
+            if config.steps_per_call == 1:
+                tasks = sampler.sample_batch(step, config.meta_batch_size)
+            else:
+                tasks = jax.tree.map(lambda *xs: np.stack(xs), *[
+                    sampler.sample_batch(step + i, config.meta_batch_size) for i in range(config.steps_per_call)])
+            step += config.steps_per_call
+            yield tasks
+
+    place = (lambda t: shard_tasks(t, mesh)) if config.steps_per_call == 1 else jax.device_put
+    return prefetch(gen(), size=2, put=place)
+
+
+class _StopFlag:
+    """Turns SIGTERM / SIGINT into a request the loop honours at the next step boundary."""
+
+    def __init__(self):
+        self.requested, self.name, self._old = False, "", {}
+
+    def _handle(self, signum, frame):
+        self.requested, self.name = True, signal.Signals(signum).name
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)

@@ -1,0 +1,116 @@
+"""From a config to the functions a training step needs: the model, the meta-gradient and the evaluator.
+
+Each method is built from fewjax's public kernels exactly as a user would build it (see DESIGN.md):
+`over_tasks(partial(kernel, fn, **hyperparameters))`. Nothing here knows about files or loops.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+import fewjax
+from fewjax.models import MLP, Conv4, apply_fn, head_mask
+
+
+class Method(NamedTuple):
+    name: str
+    model: nn.Module
+    init: Callable  # (rng, example_x) -> params
+    meta_grad: Callable  # (params, tasks) -> (grads, metrics): tasks have a leading task axis
+    evaluate: Callable  # (params, tasks) -> per-task metrics {name: [B]}, incl. "accuracy" (or "loss")
+
+
+MAML_FAMILY = ("maml", "fomaml", "metasgd", "anil")
+
+
+def build_model(config) -> nn.Module:
+    dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
+    metric = config.method in ("protonet", "matching")
+    if config.model.name == "mlp":
+        return MLP(features=(40, 40), out=1)
+    if config.model.name != "conv4":
+        raise ValueError(f"config.model.name={config.model.name!r}: choose conv4 or mlp")
+    return Conv4(num_classes=None if metric else config.ways, hidden=config.model.hidden, norm=config.model.norm,
+                 pool=config.model.pool, dtype=dtype)
+
+
+def build_method(config) -> Method:
+    model = build_model(config)
+    apply = apply_fn(model)
+    regression = config.dataset == "sinusoid"
+
+    def init(rng, x):
+        params = model.init(rng, x)["params"]
+        if config.method == "metasgd":
+            return {"model": params, "lr": jax.tree.map(lambda p: jnp.full_like(p, config.inner_lr), params)}
+        return params
+
+    if config.method in ("protonet", "matching"):
+        kernel = fewjax.protonet_loss if config.method == "protonet" else fewjax.matching_loss
+        extra = {"distance": config.distance} if config.method == "protonet" else {}
+        train_loss = functools.partial(kernel, apply, ways=config.ways, temperature=config.temperature, **extra)
+        eval_loss = functools.partial(kernel, apply, ways=config.test_ways, temperature=config.temperature, **extra)
+        meta_grad = _value_and_grad(fewjax.over_tasks(train_loss))
+        return Method(config.method, model, init, meta_grad, _per_task(eval_loss))
+
+    loss_fn = (fewjax.regression_loss if regression else fewjax.classification_loss)(apply)
+    inner_tx = _inner_optimizer(config)
+    adapt_kw = dict(inner_lr=None if inner_tx else config.inner_lr, inner_optimizer=inner_tx)
+
+    def maml(params, task, *, steps, first_order):
+        model_params, kw = params, dict(adapt_kw)
+        if config.method == "metasgd":
+            model_params, kw["inner_lr"] = params["model"], params["lr"]
+        mask = head_mask(model_params) if config.method == "anil" else None
+        return fewjax.maml_loss(loss_fn, model_params, task, inner_steps=steps, first_order=first_order,
+                                remat=config.remat, mask=mask, **kw)
+
+    eval_loss = functools.partial(maml, steps=config.eval_inner_steps, first_order=True)
+    if config.method == "reptile":
+        meta_grad = fewjax.over_tasks(
+            functools.partial(fewjax.reptile_grad, loss_fn, inner_steps=config.inner_steps, **adapt_kw))
+    else:
+        train_loss = functools.partial(maml, steps=config.inner_steps, first_order=config.method == "fomaml")
+        meta_grad = _value_and_grad(fewjax.over_tasks(train_loss))
+    return Method(config.method, model, init, meta_grad, _per_task(eval_loss))
+
+
+def _value_and_grad(meta_loss):
+    def meta_grad(params, tasks):
+        (_, metrics), grads = jax.value_and_grad(meta_loss, has_aux=True)(params, tasks)
+        return grads, metrics
+
+    return meta_grad
+
+
+def _per_task(kernel):
+    def evaluate(params, tasks):
+        _, metrics = jax.vmap(lambda t: kernel(params, t))(tasks)
+        return metrics
+
+    return evaluate
+
+
+def _inner_optimizer(config) -> optax.GradientTransformation | None:
+    if config.inner_optimizer == "adam":
+        return optax.adam(config.inner_lr, b1=0.0)
+    return None
+
+
+def outer_optimizer(config) -> optax.GradientTransformation:
+    o = config.optim
+    if o.schedule == "constant":
+        lr: Any = o.lr
+    elif o.schedule == "step":
+        lr = optax.exponential_decay(o.lr, o.decay_every, o.decay_rate, staircase=True)
+    elif o.schedule == "cosine":
+        lr = optax.cosine_decay_schedule(o.lr, max(config.total_steps, 1))
+    else:
+        lr = optax.linear_schedule(o.lr, 0.0, max(config.total_steps, 1))
+    tx = optax.adam(lr) if o.name == "adam" else optax.sgd(lr)
+    return optax.chain(optax.clip_by_global_norm(o.grad_clip), tx) if o.grad_clip > 0 else tx

@@ -1,0 +1,80 @@
+"""The jitted training step: sample a meta-batch on the device, take the meta-gradient, update, repeat.
+
+`make_train_step` returns `step(state, data) -> (state, metrics)`. With on-device sampling `data` is the
+sampler's `device_state()` and the step draws the tasks of step `s` from `(seed, s, task index)` itself: no host
+work and no transfer per step. With host sampling `data` is a meta-batch of tasks (leading axis `steps_per_call`
+when it is above 1). The step donates `state`, runs `steps_per_call` updates in one `lax.scan`, and returns the
+metrics averaged over them; the host reads them only when it logs.
+
+A step whose loss is not finite leaves the parameters as they were and records its step in
+`state.nonfinite_step`; the loop stops with an error naming it, so no checkpoint ever holds non-finite values.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import NamedSharding
+
+
+class TrainState(NamedTuple):
+    step: jax.Array  # int32 scalar: the number of updates applied
+    params: Any
+    opt_state: Any
+    ema_params: Any  # the exponential moving average of params, or None
+    nonfinite_step: jax.Array  # int32 scalar: first step with a non-finite loss, -1 if none
+
+
+def init_state(params, tx: optax.GradientTransformation, *, ema: bool) -> TrainState:
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+        nonfinite_step=jnp.full((), -1, jnp.int32),
+    )
+
+
+def make_train_step(method, tx, *, meta_batch_size: int, sampler=None, steps_per_call: int = 1,
+                    ema_decay: float = 0.0, task_sharding: NamedSharding | None = None):
+    """Builds the (unjitted) step; jit it with `jax.jit(step, donate_argnums=0)`.
+
+    Args:
+      method: a `fewjax.train.methods.Method`.
+      tx: the outer optax optimizer.
+      meta_batch_size: tasks per update (global, over all devices and processes).
+      sampler: an episode sampler with `device_sample` for on-device sampling; None when the host feeds tasks.
+      steps_per_call: updates per call, in a `lax.scan`.
+      ema_decay: > 0 also tracks `ema = decay * ema + (1 - decay) * params`.
+      task_sharding: where the sampled tasks live (the task axis split over the mesh); None on one device.
+    """
+    task_indices = jnp.arange(meta_batch_size)
+
+    def one_update(state: TrainState, data):
+        tasks = data if sampler is None else sampler.device_sample(data, state.step, task_indices)
+        if task_sharding is not None:
+            tasks = jax.lax.with_sharding_constraint(tasks, task_sharding)
+        grads, metrics = method.meta_grad(state.params, tasks)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(metrics["loss"])
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
+        ema = state.ema_params
+        if ema is not None:
+            ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
+        nonfinite = jnp.where((state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step)
+        return TrainState(state.step + 1, params, opt_state, ema, nonfinite), metrics
+
+    def step(state: TrainState, data):
+        if steps_per_call == 1:
+            return one_update(state, data)
+        if sampler is not None:
+            state, metrics = jax.lax.scan(lambda s, _: one_update(s, data), state, None, length=steps_per_call)
+        else:
+            state, metrics = jax.lax.scan(one_update, state, data)
+        return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+
+    return step

@@ -1,0 +1,29 @@
+"""Train a few-shot learner: `python train.py --config configs/omniglot_protonet.py:5w1s --workdir runs/pn`.
+
+Overrides: `--config.total_steps=2000 --config.optim.lr=3e-4`. Starting again in the same workdir resumes.
+Multi-host: `--coordinator_address HOST:PORT --num_processes N --process_id I` (or nothing on SLURM / TPU pods).
+"""
+import json
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from fewjax.train import train_and_evaluate
+from fewjax.train.distributed import DISTRIBUTED_FLAGS, initialize_distributed
+
+config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/omniglot_protonet.py:5w1s.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and TensorBoard logs go (resumes if present).")
+flags.mark_flags_as_required(["config", "workdir"])
+DISTRIBUTED_FLAGS.define()
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    initialize_distributed(flags.FLAGS)
+    result = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    app.run(main)
