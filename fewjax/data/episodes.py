@@ -218,6 +218,16 @@ class EpisodeSampler:
         for start in range(0, int(num_episodes), batch_size):
             yield self._host_batch(int(seed), 0, range(start, min(start + batch_size, int(num_episodes))))
 
+    def with_seed(self, seed: int) -> "EpisodeSampler":
+        """The same sampler (same source, shapes, augment, weights) with another seed.
+
+        E.g. a fixed evaluation set on the device path: with `ev = sampler.with_seed(1234)`,
+        `ev.device_sample(state, 0, jnp.arange(i, i + b))` over consecutive chunks draws the same
+        episodes on every call; `state` (`device_state()`) is shared with the training sampler.
+        """
+        return EpisodeSampler(self.source, ways=self.ways, shots=self.shots, queries=self.queries, seed=seed,
+                              augment=self.augment, class_weights=self.class_weights)
+
     # -------------------------------------------------------------- device path
     @property
     def device_nbytes(self) -> int:

@@ -62,6 +62,8 @@ def test_device_sample_invariants_and_replay(device_case):
     jax.tree.map(np.testing.assert_array_equal, first, fn(state, 4, jnp.arange(6)))
     for b in range(6):
         check_task(jax.tree.map(lambda a: np.asarray(a[b]), first), 5, 2, 4)
+    assert sampler.fits_on_device and sampler.device_nbytes == NUM_CLASSES * 9 * 16
+    assert state.examples.dtype == jnp.uint8 and first.support.x.dtype == jnp.float32
 
 
 def test_host_determinism_depends_on_seed_step_index_only():
