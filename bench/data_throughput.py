@@ -90,7 +90,7 @@ def main():
             row = dict(case=case["name"], path=path, source=source_name, meta_batch=case["meta_batch"],
                        batches_per_s=round(rate, 2), episodes_per_s=round(rate * case["meta_batch"], 1),
                        backend=jax.default_backend(), device=str(jax.devices()[0].device_kind),
-                       host=platform.node(), cpus=os.cpu_count())
+                       host=platform.node(), cpus=os.cpu_count(), load_avg_1m=round(os.getloadavg()[0], 2))
             print(json.dumps(row), flush=True)
             results.append(row)
     out = Path(args.out)
