@@ -337,6 +337,7 @@ def test_read_only_mount_is_a_permission_error(tmp_path, monkeypatch):
         Checkpoints(tmp_path)
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_disk_full_during_save_is_clear_and_keeps_previous(tmp_path, monkeypatch):
     state = make_state(1)
     ckpts = Checkpoints(tmp_path, keep_last=1, keep_best=False)
@@ -353,7 +354,8 @@ def test_disk_full_during_save_is_clear_and_keeps_previous(tmp_path, monkeypatch
     assert err.value.errno == errno.ENOSPC
     monkeypatch.undo()
     assert ckpts.all_steps() == [1]  # keep_last=1 did not delete step 1 for the failed step 2
-    restored, info = ckpts.restore(make_state())
+    with pytest.warns(RuntimeWarning, match="2.orbax-checkpoint-tmp"):  # the failed save's leftovers
+        restored, info = ckpts.restore(make_state())
     assert info["step"] == 1
     assert_bit_exact(restored, state)
     ckpts.save(2, make_state(2))  # disk freed: the run goes on
@@ -391,3 +393,101 @@ def test_bad_steps_and_closed(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="not a directory"):
         Checkpoints(tmp_path / "file")
+
+
+KILL_CHILD = """
+import sys, threading, time
+import jax.numpy as jnp
+from orbax.checkpoint._src.path import async_path
+from fewjax.train.checkpoint import Checkpoints
+
+original = async_path.write_text
+async def write_text(path, text):
+    if threading.current_thread() is not threading.main_thread() and "/3.orbax-checkpoint-tmp" in str(path):
+        print("step 3 is being written", flush=True)
+        time.sleep(600)  # killed here, in the middle of the save
+    return await original(path, text)
+async_path.write_text = write_text
+
+ckpts = Checkpoints(sys.argv[1], keep_last=2)
+for step in (1, 2, 3):
+    ckpts.save(step, {"w": jnp.full((8,), float(step))}, config={"step": step})
+ckpts.wait()
+"""
+
+
+def test_kill_9_in_the_middle_of_a_save_leaves_the_previous_checkpoint_restorable(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILL_CHILD, str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline().strip() == "step 3 is being written"
+    finally:
+        child.kill()  # SIGKILL
+        child.wait(30)
+    assert (tmp_path / "3.orbax-checkpoint-tmp").is_dir() and not (tmp_path / "3").exists()
+    with Checkpoints(tmp_path, keep_last=2) as ckpts:
+        assert ckpts.all_steps() == [1, 2]
+        with pytest.warns(RuntimeWarning, match="3.orbax-checkpoint-tmp"):
+            restored, info = ckpts.restore({"w": jnp.zeros(8)})
+        assert info["step"] == 2 and info["config"] == {"step": 2}
+        assert np.array_equal(restored["w"], np.full((8,), 2.0, np.float32))
+        ckpts.save(3, {"w": jnp.full((8,), 30.0)})  # the resumed run saves step 3 again
+        ckpts.wait()
+        assert ckpts.all_steps() == [2, 3]
+
+
+SHARDED_CHILD = """
+import sys
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from fewjax.train.checkpoint import Checkpoints
+
+assert jax.device_count() == 2, jax.devices()
+mesh = Mesh(np.array(jax.devices()), ("tasks",))
+sharded = NamedSharding(mesh, P("tasks"))
+replicated = NamedSharding(mesh, P())
+state = {"x": jax.device_put(jnp.arange(8.0), sharded), "w": jax.device_put(jnp.ones((3, 2)), replicated)}
+with Checkpoints(sys.argv[1]) as ckpts:
+    ckpts.save(1, state)
+    ckpts.wait()
+    target = {"x": jax.ShapeDtypeStruct((8,), jnp.float32, sharding=sharded),
+              "w": jax.ShapeDtypeStruct((3, 2), jnp.float32, sharding=replicated)}
+    restored, _ = ckpts.restore(target)
+assert restored["x"].sharding == sharded and restored["w"].sharding == replicated
+assert np.array_equal(restored["x"], np.arange(8.0)) and np.array_equal(restored["w"], np.ones((3, 2)))
+print("ok")
+"""
+
+
+def test_sharded_state_restores_with_its_shardings(tmp_path):
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", SHARDED_CHILD, str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stdout + proc.stderr[-3000:]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_retention_resumes_after_a_failed_save(tmp_path, monkeypatch):
+    ckpts = Checkpoints(tmp_path, keep_last=1, keep_best=False)
+    ckpts.save(1, {"x": jnp.zeros(2)})
+    ckpts.wait()
+
+    async def full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(async_path, "write_text", full)
+    ckpts.save(2, {"x": jnp.ones(2)})
+    with pytest.raises(OSError, match="No space left"):
+        ckpts.wait()
+    monkeypatch.undo()
+    ckpts.save(3, {"x": jnp.ones(2)})
+    ckpts.close()
+    assert Checkpoints(tmp_path, read_only=True).all_steps() == [3]  # step 1 is not leaked
