@@ -48,6 +48,7 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import errno
 import json
 import logging
@@ -56,9 +57,11 @@ import numbers
 import os
 import re
 import socket
+import threading
 import time
 import uuid
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +162,7 @@ class Checkpoints:
         self._corrupt: dict[int, Path] = {}  # steps found unreadable by restore/read_config
         self._warned: set[str] = set()
         self._closed = False
+        _close_at_exit(self)
 
     # ------------------------------------------------------------------ queries
 
@@ -491,6 +495,25 @@ class Checkpoints:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _close_at_exit(ckpts: Checkpoints) -> None:
+    """Finishes a save still in flight when the interpreter exits without `close()`.
+
+    It must run before `concurrent.futures` shuts its executors down (Orbax's background commit needs them, and
+    plain `atexit` handlers run too late), hence `threading._register_atexit` when it exists.
+    """
+    ref = weakref.ref(ckpts)
+
+    def finish() -> None:
+        obj = ref()
+        if obj is not None and not obj._closed:
+            try:
+                obj.close()
+            except Exception:  # noqa: BLE001 - nobody is left to catch it at exit
+                logger.exception("could not finish the checkpoint save in flight in %s at exit", obj._dir)
+
+    getattr(threading, "_register_atexit", atexit.register)(finish)
 
 
 def _ensure_writable(directory: Path) -> None:

@@ -491,3 +491,18 @@ def test_retention_resumes_after_a_failed_save(tmp_path, monkeypatch):
     ckpts.save(3, {"x": jnp.ones(2)})
     ckpts.close()
     assert Checkpoints(tmp_path, read_only=True).all_steps() == [3]  # step 1 is not leaked
+
+
+def test_a_save_in_flight_is_finished_when_the_interpreter_exits_without_close(tmp_path):
+    code = textwrap.dedent(
+        """
+        import sys, jax.numpy as jnp
+        from fewjax.train.checkpoint import Checkpoints
+        Checkpoints(sys.argv[1]).save(1, {"x": jnp.ones((256, 256))})
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    restored, _ = Checkpoints(tmp_path, read_only=True).restore({"x": jnp.zeros((256, 256))})
+    assert np.array_equal(restored["x"], np.ones((256, 256)))
