@@ -296,11 +296,17 @@ def test_read_only_mode_restores_and_refuses_saves(tmp_path):
 
 def test_read_only_directory_fails_at_construction(tmp_path):
     ro = tmp_path / "ckpt"
-    ro.mkdir()
-    ro.chmod(0o555)
+    with Checkpoints(ro) as ckpts:
+        ckpts.save(1, {"x": jnp.arange(3.0)}, config={"a": 1})
+    for p in [ro, *ro.rglob("*")]:
+        p.chmod(p.stat().st_mode & 0o555)
     code = textwrap.dedent(
         f"""
+        import jax.numpy as jnp
         from fewjax.train.checkpoint import Checkpoints
+        with Checkpoints({str(ro)!r}, read_only=True) as ckpts:  # evaluation works on a read-only directory
+            assert ckpts.read_config() == {{"a": 1}}
+            assert ckpts.restore({{"x": jnp.zeros(3)}})[0]["x"].tolist() == [0.0, 1.0, 2.0]
         for d in ({str(ro)!r}, {str(ro / 'sub')!r}):
             try:
                 Checkpoints(d)
@@ -321,7 +327,8 @@ def test_read_only_directory_fails_at_construction(tmp_path):
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     finally:
-        ro.chmod(0o755)
+        for p in [ro, *ro.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o200)
     if proc.returncode != 0 and "Operation not permitted" in proc.stderr and "setpriv" in proc.stderr:
         pytest.skip(f"setpriv cannot drop capabilities here: {proc.stderr[-300:]}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
