@@ -15,13 +15,14 @@ from fewjax.kernels import (
     regression_loss,
     reptile_grad,
 )
-from fewjax import models
+from fewjax import data, models
+from fewjax.eval import evaluate
 from fewjax.types import Batch, EmbedFn, LossFn, Params, Task
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Batch", "EmbedFn", "LossFn", "Params", "Task", "adapt", "classification_loss", "contrastive_loss",
-    "distillation_loss", "maml_loss", "matching_loss", "over_tasks", "protonet_loss", "regression_loss",
-    "reptile_grad",
+    "data", "distillation_loss", "evaluate", "maml_loss", "matching_loss", "over_tasks", "protonet_loss", "regression_loss",
+    "reptile_grad", "models",
 ]

@@ -1,11 +1,13 @@
 """Pure-functional Flax modules: `params = model.init(...)["params"]`, `model.apply({"params": params}, x)`."""
 from __future__ import annotations
 
-import jax
 from flax import traverse_util
+
+from fewjax.models import bert
 
 from fewjax.models.conv4 import Conv4
 from fewjax.models.mlp import MLP
+from fewjax.models.bert import BertConfig, BertEncoder, load_pretrained, make_embed_fn, pool
 from fewjax.models.norm import BatchStatNorm
 
 
@@ -22,4 +24,7 @@ def apply_fn(model):
     return lambda params, x: model.apply({"params": params}, x)
 
 
-__all__ = ["BatchStatNorm", "Conv4", "MLP", "apply_fn", "head_mask"]
+__all__ = [
+    "BatchStatNorm", "BertConfig", "BertEncoder", "Conv4", "MLP", "apply_fn", "bert", "head_mask", "load_pretrained",
+    "make_embed_fn", "pool",
+]

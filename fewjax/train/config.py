@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ml_collections
 
-METHODS = ("maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching")
-DATASETS = ("omniglot", "image_folder", "sinusoid")
+from fewjax.train.text import TEXT_DATASETS, text_config
+
+METHODS = ("maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "finetune")
+DATASETS = ("omniglot", "image_folder", "sinusoid") + TEXT_DATASETS
 SCHEDULES = ("constant", "step", "cosine", "linear")
 
 
@@ -62,6 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.decay_rate = 0.5
     c.optim.grad_clip = 0.0  # global-norm clipping; 0 = off
     c.ema_decay = 0.0  # > 0 keeps an exponential moving average of the params, evaluated alongside
+    c.text = text_config()  # used when dataset is one of TEXT_DATASETS
     return c
 
 
@@ -88,6 +91,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
          f"must divide total_steps={c.total_steps}")
     for key in ("log_every", "eval_every", "checkpoint_every"):
         need(c[key] % c.steps_per_call == 0, key, c[key], f"must be a multiple of steps_per_call={c.steps_per_call}")
+    if c.method == "finetune":
+        need(c.dataset in TEXT_DATASETS, "method", c.method, f"finetune is the text baseline: use a dataset in {TEXT_DATASETS}")
     if c.method in ("maml", "fomaml", "metasgd", "anil", "reptile"):
         need(c.inner_steps >= 1, "inner_steps", c.inner_steps, "must be >= 1 for this method")
         need(c.eval_inner_steps >= 1, "eval_inner_steps", c.eval_inner_steps, "must be >= 1")

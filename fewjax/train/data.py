@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import fewjax.data as fd
+from fewjax.train.text import TEXT_DATASETS
 
 OMNIGLOT_SPLITS = {"vinyals": {"train": "train", "val": "val", "test": "test"},
                    "lake": {"train": "background", "val": "evaluation", "test": "evaluation"}}
@@ -11,6 +12,10 @@ OMNIGLOT_SPLITS = {"vinyals": {"train": "train", "val": "val", "test": "test"},
 
 def make_source(config, split: str, *, data_path: str | None = None):
     """The class source of `split` ("train", "val" or "test"); `data_path` overrides with a folder of test classes."""
+    if config.dataset in TEXT_DATASETS:
+        from fewjax.train.text import make_text_source
+
+        return make_text_source(config, split, data_path=data_path)
     if data_path is not None:
         return fd.image_folder(data_path, image_size=config.image_size, grayscale=config.model.name == "conv4"
                                and config.dataset == "omniglot")

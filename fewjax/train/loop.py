@@ -106,6 +106,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
                     bar.write(f"{stop.name} received: checkpoint of step {step} saved in {ckpts.directory}; "
                               "run the same command again to resume.")
                     return {"interrupted_at_step": step}
+        if ckpts.latest_step() is None:  # total_steps=0: keep the untrained (e.g. pretrained) model
+            ckpts.save(step, state, config=config.to_dict())
         ckpts.wait()
         return final_test(config, workdir, ckpts, state, method, eval_jit, mesh, metric, progress=progress)
     finally:

@@ -15,6 +15,7 @@ import optax
 
 import fewjax
 from fewjax.models import MLP, Conv4, apply_fn, head_mask
+from fewjax.train.text import TEXT_DATASETS
 
 
 class Method(NamedTuple):
@@ -40,6 +41,10 @@ def build_model(config) -> nn.Module:
 
 
 def build_method(config) -> Method:
+    if config.dataset in TEXT_DATASETS:
+        from fewjax.train.text import build_text_method
+
+        return build_text_method(config)
     model = build_model(config)
     apply = apply_fn(model)
     regression = config.dataset == "sinusoid"

@@ -1,0 +1,99 @@
+"""End-to-end: every method trains, checkpoints, resumes bit for bit, and evaluates; faults are clear errors."""
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from fewjax.train import train_and_evaluate
+from fewjax.train.checkpoint import Checkpoints
+from fewjax.train.config import METHODS
+from fewjax.train.data import make_sampler
+from fewjax.train.methods import build_method, outer_optimizer
+from fewjax.train.step import init_state
+from tests.train.conftest import sinusoid_config, tiny_config
+
+
+def final_params(workdir, config):
+    method = build_method(config)
+    x = make_sampler(config, "train", seed=0).sample(0).support.x
+    target = init_state(method.init(jax.random.key(0), x), outer_optimizer(config), ema=config.ema_decay > 0)
+    with Checkpoints(workdir / "checkpoints", read_only=True) as ckpts:
+        return ckpts.restore(target, step="latest")[0]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_checkpoints_and_evaluates(method, image_root, tmp_path):
+    config = tiny_config(image_root, method)
+    record = train_and_evaluate(config, tmp_path, progress=False)
+    assert record["method"] == method and record["episodes"] == 6
+    assert 0.0 <= record["accuracy"] <= 1.0 and record["ci95"] >= 0.0
+    assert json.loads((tmp_path / "eval_test.json").read_text()) == record
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/loss" in r for r in rows) and any("val/val_accuracy" in r for r in rows)
+    assert list((tmp_path / "tensorboard").iterdir())
+    with Checkpoints(tmp_path / "checkpoints", read_only=True) as ckpts:
+        assert ckpts.latest_step() == 4
+
+
+@pytest.mark.parametrize("make", [lambda root: tiny_config(root, "maml"), lambda root: sinusoid_config()])
+def test_resumed_run_equals_uninterrupted_run_bit_for_bit(make, image_root, tmp_path):
+    straight, resumed = make(image_root), make(image_root)
+    train_and_evaluate(straight, tmp_path / "a", progress=False)
+    first = make(image_root)
+    first.total_steps = first.checkpoint_every  # stop half way, then start again in the same workdir
+    train_and_evaluate(first, tmp_path / "b", progress=False)
+    train_and_evaluate(resumed, tmp_path / "b", progress=False)
+    a, b = final_params(tmp_path / "a", straight), final_params(tmp_path / "b", resumed)
+    assert int(a.step) == int(b.step) == straight.total_steps
+    for x, y in zip(jax.tree.leaves((a.params, a.opt_state)), jax.tree.leaves((b.params, b.opt_state))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_ema_is_tracked_and_validated(image_root, tmp_path):
+    train_and_evaluate(tiny_config(image_root, "protonet", ema_decay=0.5), tmp_path, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("val/val_ema_accuracy" in r for r in rows)
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_good_checkpoints(tmp_path):
+    config = sinusoid_config(total_steps=12, log_every=3, checkpoint_every=3, eval_every=3)
+    train_and_evaluate(config, tmp_path, progress=False)
+    exploding = sinusoid_config(total_steps=24, log_every=3, checkpoint_every=3, eval_every=3)
+    exploding.optim.lr = 1e30
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step 1[2-4]"):
+        train_and_evaluate(exploding, tmp_path, progress=False)
+    state = final_params(tmp_path, config)
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state.params))
+
+
+def test_workdir_of_another_configuration_is_refused(image_root, tmp_path):
+    train_and_evaluate(tiny_config(image_root, "protonet"), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="holds checkpoints of another configuration.*method"):
+        train_and_evaluate(tiny_config(image_root, "matching"), tmp_path, progress=False)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"method": "mamal"}, "config.method='mamal'"),
+        ({"meta_batch_size": 0}, "config.meta_batch_size=0"),
+        ({"test_ways": 5}, "test_ways must equal ways"),
+        ({"steps_per_call": 3}, "steps_per_call"),
+        ({"optim.schedule": "exp"}, "optim.schedule"),
+    ],
+)
+def test_bad_config_values_fail_before_anything_runs(overrides, message, image_root, tmp_path):
+    method = "maml" if "test_ways" in overrides else "protonet"
+    with pytest.raises(ValueError, match=message):
+        train_and_evaluate(tiny_config(image_root, method, **overrides), tmp_path / "w", progress=False)
+    assert not (tmp_path / "w").exists()
+
+
+def test_missing_image_folder_is_a_clear_error(tmp_path):
+    from fewjax.train.config import base_config
+
+    c = base_config()
+    c.dataset, c.data_dir = "image_folder", str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        train_and_evaluate(c, tmp_path / "w", progress=False)
