@@ -9,6 +9,7 @@ import json
 from absl import app, flags, logging
 
 from fewjax.eval.cli import EVAL_FLAGS, evaluate_workdir
+from fewjax.train.cli import parse_flags
 from fewjax.train.distributed import DISTRIBUTED_FLAGS, initialize_distributed
 
 EVAL_FLAGS.define()
@@ -23,4 +24,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -9,6 +9,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from fewjax.train import train_and_evaluate
+from fewjax.train.cli import parse_flags
 from fewjax.train.distributed import DISTRIBUTED_FLAGS, initialize_distributed
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/omniglot_protonet.py:5w1s.", lock_config=True)
@@ -26,4 +27,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
                 if stop.requested:
                     ckpts.wait()
                     bar.write(f"{stop.name} received: checkpoint of step {step} saved in {ckpts.directory}; "
-                              "run the same command again to resume.")
+                              "run the same command again to resume.", file=sys.stderr)
                     return {"interrupted_at_step": step}
         if ckpts.latest_step() is None:  # total_steps=0: keep the untrained (e.g. pretrained) model
             ckpts.save(step, state, config=config.to_dict())
