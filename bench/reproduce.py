@@ -85,11 +85,12 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("name")
     r.add_argument("--eval", action="append", default=[], help="test settings, e.g. 5w1s (repeatable)")
-    r.add_argument("train_args", nargs=argparse.REMAINDER)
     sub.add_parser("table")
-    a = p.parse_args()
+    argv = sys.argv[1:]
+    train_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    a = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     if a.cmd == "run":
-        run(a.name, [x for x in a.train_args if x != "--"], a.eval)
+        run(a.name, train_args, a.eval)
     else:
         t = table()
         print(t)

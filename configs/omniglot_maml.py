@@ -10,14 +10,13 @@ Presets:   5w1s, 5w5s (1 inner step at lr 0.4, meta-batch 32; 3 steps at test), 
            configs/omniglot_fomaml.py; Meta-SGD and ANIL: --config.method=metasgd / anil.
 """
 from fewjax.train.config import base_config
+from fewjax.train.config import preset as preset_setting
 
 PRESETS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
 
 
 def get_config(preset: str = "5w1s", method: str = "maml"):
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    ways, shots = PRESETS[preset]
+    ways, shots = preset_setting(preset, PRESETS, "omniglot_maml.py")
     c = base_config()
     c.method = method
     c.ways = c.test_ways = ways

@@ -8,14 +8,13 @@ Presets:   5w1s, 5w5s, 20w1s, 20w5s: training episodes match the test setting; A
            temperature 0.1 (a softmax over raw cosines in [-1, 1] is too flat to train well).
 """
 from fewjax.train.config import base_config
+from fewjax.train.config import preset as preset_setting
 
 PRESETS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
 
 
 def get_config(preset: str = "5w1s"):
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    ways, shots = PRESETS[preset]
+    ways, shots = preset_setting(preset, PRESETS, "omniglot_matching.py")
     c = base_config()
     c.method = "matching"
     c.ways = c.test_ways = ways

@@ -10,14 +10,13 @@ Presets:   quick (the README's first run: 5-way 1-shot test, 30-way training epi
            the test shot count, one episode per step, Adam 1e-3 halved every 2000 episodes, as in the paper.
 """
 from fewjax.train.config import base_config
+from fewjax.train.config import preset as preset_setting
 
 PRESETS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
 
 
 def get_config(preset: str = "5w1s"):
-    if preset not in PRESETS and preset != "quick":
-        raise ValueError(f"unknown preset {preset!r} for omniglot_protonet.py; choose one of {sorted(PRESETS) + ['quick']}")
-    ways, shots = PRESETS.get(preset, (5, 1))
+    ways, shots = preset_setting(preset, {**PRESETS, "quick": (5, 1)}, "omniglot_protonet.py")
     c = base_config()
     c.method = "protonet"
     c.ways, c.shots, c.queries = 60, shots, 5

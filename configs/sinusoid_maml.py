@@ -7,17 +7,16 @@ Expected:  Finn et al. report MSE ~0.5 (10-shot, 1 step at test time, from their
 Presets:   5shot, 10shot, 20shot (K support and K query points per task).
 """
 from fewjax.train.config import base_config
+from fewjax.train.config import preset as preset_setting
 
 
 def get_config(preset: str = "10shot"):
-    shots = {"5shot": 5, "10shot": 10, "20shot": 20}
-    if preset not in shots:
-        raise ValueError(f"unknown preset {preset!r} for sinusoid_maml.py; choose one of {sorted(shots)}")
+    shots = preset_setting(preset, {"5shot": 5, "10shot": 10, "20shot": 20}, "sinusoid_maml.py")
     c = base_config()
     c.method, c.dataset = "maml", "sinusoid"
     c.model.name = "mlp"
-    c.shots = c.test_shots = shots[preset]
-    c.queries = c.test_queries = shots[preset]
+    c.shots = c.test_shots = shots
+    c.queries = c.test_queries = shots
     c.ways = c.test_ways = 1
     c.meta_batch_size = 25
     c.inner_steps, c.inner_lr, c.eval_inner_steps = 1, 0.01, 1

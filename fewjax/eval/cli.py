@@ -11,7 +11,7 @@ from fewjax.eval.evaluate import TEST_SEED, VAL_SEED, evaluate
 from fewjax.train.checkpoint import Checkpoints
 from fewjax.train.config import base_config, validate
 from fewjax.train.data import make_sampler
-from fewjax.train.loop import describe, write_json
+from fewjax.train.loop import describe, flatten, write_json
 from fewjax.train.methods import build_method, outer_optimizer
 from fewjax.train.step import init_state
 
@@ -46,7 +46,7 @@ def evaluate_workdir(f) -> dict:
         if which == "best" and ckpts.best_step() is None:
             which = "latest"
         config = base_config()
-        config.update_from_flattened_dict(_flat(ckpts.read_config(which)))
+        config.update_from_flattened_dict(flatten(ckpts.read_config(which)))
         overrides = {"test_ways": f.ways, "test_shots": f.shots, "test_queries": f.queries,
                      "eval_inner_steps": f.inner_steps, "data_dir": f.data_dir}
         for key, value in overrides.items():
@@ -70,12 +70,3 @@ def evaluate_workdir(f) -> dict:
     write_json(workdir / f"eval_{f.split}.json", record)
     return record
 
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

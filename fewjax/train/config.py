@@ -68,6 +68,13 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def preset(name: str, presets: dict, config_file: str):
+    """`presets[name]`, or one clear error listing the presets of `config_file`."""
+    if name not in presets:
+        raise ValueError(f"unknown preset {name!r} for {config_file}; choose one of {sorted(presets)}")
+    return presets[name]
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
     """Raises one ValueError naming the key, the value and the fix."""
 

@@ -154,8 +154,8 @@ def check_resumable(ckpts: Checkpoints, config) -> None:
     """Refuses a workdir whose checkpoints were written by another experiment."""
     if ckpts.latest_step() is None:
         return
-    saved = _flatten(ckpts.read_config())
-    current = _flatten(config.to_dict())
+    saved = flatten(ckpts.read_config())
+    current = flatten(config.to_dict())
     differ = sorted(k for k in set(saved) | set(current)
                     if k.split(".")[0] not in RUNTIME_KEYS and saved.get(k) != current.get(k))
     if differ:
@@ -164,11 +164,12 @@ def check_resumable(ckpts: Checkpoints, config) -> None:
                          "Use a new --workdir, or the configuration those checkpoints were trained with.")
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested config dict as `{"a.b": value}`."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
