@@ -1,0 +1,38 @@
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from fewjax.train.config import base_config, validate
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.py"))
+
+
+def load(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_file_documents_itself_and_validates(path):
+    text = path.read_text()
+    for heading in ("Run:", "Run time:", "Expected:", "Presets:"):
+        assert heading in text.split('"""')[1], f"{path.name} docstring lacks {heading}"
+    module = load(path)
+    config = module.get_config()
+    validate(config)
+    for key in ("total_steps", "eval_every", "checkpoint_every", "seed", "data_dir"):
+        assert key in config
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        module.get_config("nope")
+
+
+def test_locked_config_rejects_new_keys_and_wrong_types():
+    config = base_config()
+    config.lock()
+    with pytest.raises(AttributeError):
+        config.totl_steps = 3
+    with pytest.raises(TypeError):
+        config.total_steps = "many"
