@@ -93,7 +93,7 @@ def test_zero_step_protonet_keeps_the_pretrained_encoder_and_evaluates_a_csv(tmp
     csv.write_text("text,label\n" + "".join(f"\"{t}\",{k}\n" for k, ts in topics.items() for t in ts))
     flags = types.SimpleNamespace(workdir=str(tmp_path / "run"), checkpoint="best", split="test", episodes=6,
                                   batch_size=3, ways=3, shots=1, queries=3, inner_steps=None, data=str(csv),
-                                  data_dir=None, ema=False)
+                                  data_dir=None, ema=False, text_column=None, label_column=None)
     record = evaluate_workdir(flags)
     assert record["data"] == str(csv) and record["episodes"] == 6 and record["ways"] == 3
     assert record["accuracy"] > 0.6
