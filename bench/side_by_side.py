@@ -1,0 +1,219 @@
+"""fewjax against the PyTorch peers, on the same machine, in one run; ratios per workload.
+
+    PYTHONPATH=. python bench/side_by_side.py --torch-python /work/venv-torch/bin/python
+    PYTHONPATH=. python bench/side_by_side.py --torch-python ... --workloads W1,W4 --steps 2
+    PYTHONPATH=. python bench/side_by_side.py --table-only   # regenerate the tables from side_by_side.json
+
+Every (implementation, workload) runs in its own process, one after another (never two at once), so peak RSS is
+per workload and the processes do not fight over the 2 cores; fewjax runs first within each workload. The peers
+(`../shared/bench/peers/bench_*.py`) run unmodified; a small wrapper around their `common.time_steps` adds the
+same RSS-delta measurement fewjax reports (peak RSS during the steps minus the RSS before them).
+
+Writes `bench/results/side_by_side.json` (every record), `bench/results/side_by_side.md` (the table) and the
+table between the markers in `bench/README.md`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PEERS = ROOT / ".." / "shared" / "bench" / "peers"
+RESULTS = HERE / "results"
+MAML_IMPLS = ("torchfunc", "torch_loop", "higher", "l2l")
+BEGIN, END = "<!-- side-by-side:begin -->", "<!-- side-by-side:end -->"
+
+# Runs a peer script unmodified; wraps common.time_steps to report the step RSS delta as one extra JSON line.
+PEER_WRAPPER = r"""
+import json, runpy, sys
+from pathlib import Path
+script, args = sys.argv[1], sys.argv[2:]
+sys.path.insert(0, str(Path(script).parent))
+import common
+def _kb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return float(line.split()[1])
+_orig = common.time_steps
+def time_steps(*a, **k):
+    before = _kb("VmRSS")
+    try:
+        open("/proc/self/clear_refs", "w").write("5")
+        ok = True
+    except OSError:
+        ok = False
+    out = _orig(*a, **k)
+    print(json.dumps({"_rss": True, "step_rss_delta_mb": round((_kb("VmHWM") - before) / 1024, 1) if ok else None,
+                      "rss_before_steps_mb": round(before / 1024, 1)}), flush=True)
+    return out
+common.time_steps = time_steps
+sys.argv = [script] + args
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def _json_lines(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def run_fewjax(workload: str, *, steps: int, warmup: int, timeout: float) -> dict:
+    cmd = [sys.executable, str(HERE / "throughput.py"), "--workload", workload, "--steps", str(steps),
+           "--warmup", str(warmup)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return _run(cmd, env=env, cwd=ROOT, timeout=timeout, impl="fewjax (trainer step)", workload=workload)
+
+
+def run_peer(python: str, impl: str, workload: str, *, steps: int, warmup: int, timeout: float) -> dict:
+    script = PEERS / ("bench_protonet.py" if workload == "W4" else f"bench_{impl}.py")
+    args = ["--warmup", str(warmup), "--timed", str(steps)]
+    if workload != "W4":
+        args = ["--workload", workload] + args
+    cmd = [python, "-c", PEER_WRAPPER, str(script.resolve())] + args
+    return _run(cmd, env=dict(os.environ), cwd=PEERS.resolve(), timeout=timeout, impl=impl, workload=workload)
+
+
+def _run(cmd, *, env, cwd, timeout, impl, workload) -> dict:
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return dict(impl=impl, workload=workload, error=f"timed out after {timeout:.0f} s")
+    lines = _json_lines(p.stdout)
+    extra = {k: v for d in lines if d.get("_rss") for k, v in d.items() if k != "_rss"}
+    main = [d for d in lines if not d.get("_rss") and "workload" in d]
+    if p.returncode != 0 or not main:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or [""]
+        return dict(impl=impl, workload=workload, error=f"exit {p.returncode}: {tail[0][:300]}")
+    rec = dict(main[-1], **extra)
+    rec["process_wall_s"] = round(time.perf_counter() - t0, 1)
+    return rec
+
+
+def ratios(records: list[dict]) -> list[dict]:
+    """Per workload: fewjax tasks/s over the fastest peer's, and the memory figures side by side."""
+    rows = []
+    for w in sorted({r["workload"] for r in records}):
+        ours = [r for r in records if r["workload"] == w and r["impl"].startswith("fewjax") and "error" not in r]
+        peers = [r for r in records if r["workload"] == w and not r["impl"].startswith("fewjax") and "error" not in r]
+        if not ours or not peers:
+            continue
+        f = ours[0]
+        best = max(peers, key=lambda r: r["tasks_per_s"])
+        rows.append(dict(
+            workload=w, fewjax_tasks_per_s=f["tasks_per_s"], fastest_peer=best["impl"],
+            peer_tasks_per_s=best["tasks_per_s"], speedup=round(f["tasks_per_s"] / best["tasks_per_s"], 3),
+            fewjax_xla_peak_mb=f.get("xla_peak_mb"), fewjax_step_rss_delta_mb=f.get("step_rss_delta_mb"),
+            fewjax_peak_rss_mb=f.get("peak_rss_mb"), peer_step_rss_delta_mb=best.get("step_rss_delta_mb"),
+            peer_peak_rss_mb=best.get("peak_rss_mb"), fewjax_compile_s=f.get("compile_s")))
+    return rows
+
+
+def markdown(records: list[dict], rows: list[dict], meta: dict) -> str:
+    out = [f"Run {meta.get('time', '?')} on {meta.get('machine', '?')}; load average before/after: "
+           f"{meta.get('load_before')} / {meta.get('load_after')}; timed steps {meta.get('steps')} "
+           f"(+{meta.get('warmup')} warm-up).", "",
+           "| workload | fewjax tasks/s | fastest peer | peer tasks/s | fewjax / peer | fewjax XLA peak MB | "
+           "fewjax step RSS delta MB | peer step RSS delta MB | fewjax peak RSS MB | peer peak RSS MB |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        out.append(f"| {r['workload']} | {r['fewjax_tasks_per_s']} | {r['fastest_peer']} | {r['peer_tasks_per_s']} | "
+                   f"**{r['speedup']}x** | {r['fewjax_xla_peak_mb']} | {r['fewjax_step_rss_delta_mb']} | "
+                   f"{r['peer_step_rss_delta_mb']} | {r['fewjax_peak_rss_mb']} | {r['peer_peak_rss_mb']} |")
+    out += ["", "All runs:", "", "| impl | workload | tasks/s | median step s | step RSS delta MB | peak RSS MB | note |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in records:
+        if "error" in r:
+            out.append(f"| {r['impl']} | {r['workload']} | - | - | - | - | {r['error']} |")
+        else:
+            note = f"compile {r['compile_s']} s" if "compile_s" in r else r.get("notes", "")
+            out.append(f"| {r['impl']} | {r['workload']} | {r['tasks_per_s']} | {r['median_step_s']} | "
+                       f"{r.get('step_rss_delta_mb')} | {r.get('peak_rss_mb')} | {note} |")
+    return "\n".join(out) + "\n"
+
+
+def write_tables(doc: dict) -> str:
+    md = markdown(doc["records"], doc["ratios"], doc["meta"])
+    (RESULTS / "side_by_side.md").write_text(md)
+    readme = HERE / "README.md"
+    if readme.exists():
+        text = readme.read_text()
+        if BEGIN in text and END in text:
+            head, rest = text.split(BEGIN, 1)
+            _, tail = rest.split(END, 1)
+            readme.write_text(head + BEGIN + "\n" + md + END + tail)
+    return md
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--torch-python", default="/work/venv-torch/bin/python", help="python with torch for the peers")
+    ap.add_argument("--workloads", default="W1,W2,W3,W4")
+    ap.add_argument("--impls", default=",".join(MAML_IMPLS), help="MAML peers to try (W4 uses bench_protonet)")
+    ap.add_argument("--steps", type=int, default=2, help="timed steps per (impl, workload)")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per process before it is abandoned")
+    ap.add_argument("--table-only", action="store_true", help="rebuild the tables from side_by_side.json")
+    args = ap.parse_args(argv)
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    bad = [w for w in workloads if w not in ("W1", "W2", "W3", "W4")]
+    if bad:
+        ap.error(f"--workloads {bad} unknown; the peers implement W1, W2, W3, W4")
+    if args.steps < 1 or args.warmup < 0:
+        ap.error(f"--steps must be >= 1 and --warmup >= 0; got {args.steps}, {args.warmup}")
+    if not args.table_only and not Path(args.torch_python).exists():
+        ap.error(f"--torch-python {args.torch_python} does not exist; create it with `python3 -m venv "
+                 "/work/venv-torch && /work/venv-torch/bin/pip install torch==2.13.0 numpy`")
+    return args, workloads
+
+
+def main(argv=None) -> dict:
+    args, workloads = parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.table_only:
+        doc = json.loads((RESULTS / "side_by_side.json").read_text())
+        print(write_tables(doc))
+        return doc
+    meta = dict(time=time.strftime("%Y-%m-%dT%H:%M:%S"), load_before=[round(x, 2) for x in os.getloadavg()],
+                steps=args.steps, warmup=args.warmup, cpus=os.cpu_count(),
+                machine=f"{os.cpu_count()}-core CPU ({os.uname().machine})", torch_python=args.torch_python)
+    records = []
+    for w in workloads:
+        todo = [("fewjax", None)] + ([("peer", "protonet")] if w == "W4" else
+                                     [("peer", i) for i in args.impls.split(",") if i])
+        for kind, impl in todo:
+            print(f"== {w} {impl or 'fewjax'}", file=sys.stderr, flush=True)
+            if kind == "fewjax":
+                rec = run_fewjax(w, steps=args.steps, warmup=args.warmup, timeout=args.timeout)
+            else:
+                rec = run_peer(args.torch_python, impl, w, steps=args.steps, warmup=args.warmup,
+                               timeout=args.timeout)
+            rec["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+            print(json.dumps(rec), flush=True)
+            records.append(rec)
+    meta["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    rows = ratios(records)
+    for r in rows:
+        print(f"{r['workload']}: fewjax {r['fewjax_tasks_per_s']} tasks/s vs {r['fastest_peer']} "
+              f"{r['peer_tasks_per_s']} tasks/s -> {r['speedup']}x", flush=True)
+    doc = dict(meta=meta, records=records, ratios=rows)
+    (RESULTS / "side_by_side.json").write_text(json.dumps(doc, indent=1) + "\n")
+    write_tables(doc)
+    return doc
+
+
+if __name__ == "__main__":
+    main()

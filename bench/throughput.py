@@ -1,0 +1,159 @@
+"""Throughput and memory of fewjax's trainer step on the issue-6 workloads; one JSON line per workload.
+
+    PYTHONPATH=. python bench/throughput.py --workload W1 --steps 3
+    PYTHONPATH=. python bench/throughput.py --workload all --steps 2
+
+W1-W4: the trainer's jitted, donated step (`fewjax.train`) on random inputs of the peers' shapes; median wall
+time of `--steps` timed steps after `--warmup` steps, each waiting for its loss. Memory: `xla_peak_mb` is XLA's
+buffer assignment for one step (arguments + outputs + temporaries - donated aliases, from
+`compiled.memory_analysis()`); `step_rss_delta_mb` is the process peak RSS during the steps (VmHWM reset after
+compiling) minus the RSS before them; `peak_rss_mb` is the whole process's peak (compiler included).
+W5: 600 seeded 5-way 1-shot Omniglot test episodes through `fewjax.eval.evaluate` (vmapped batches of 50),
+MAML (3 inner steps) and ProtoNet, random (untrained) params, seconds end to end with compile included.
+W6: XLA's planned memory of one second-order MAML step against inner steps (1, 5, 10, 20), with and without
+remat (compiled, not executed).
+Results are appended to `bench/results/fewjax_<platform>.jsonl` (or `--out`).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `fewjax` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from bench.common import (WORKLOADS, build, compile_step, machine, peak_rss_mb, reset_peak_rss,  # noqa: E402
+                          rss_mb, summarize, time_steps, trainer_config, versions, write_result, xla_memory)
+
+ALL = ("W1", "W2", "W3", "W4", "W5", "W6")
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+
+
+def bench_step(name: str, *, steps: int, warmup: int, tasks: int | None = None, remat: bool = False) -> dict:
+    """W1-W4: compile, then time the trainer's step."""
+    cfg = WORKLOADS[name]
+    run = build(cfg, tasks=tasks if cfg["kind"] == "maml" else None, remat=remat)
+    compiled, compile_s = compile_step(run)
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+    before = rss_mb()
+    reset = reset_peak_rss()
+    times, _ = time_steps(compiled, run.state, run.batches, warmup=warmup, timed=steps)
+    rec = dict(impl="fewjax (trainer step)", workload=name, tasks=run.tasks, **summarize(times, run.tasks),
+               warmup=warmup, compile_s=round(compile_s, 2), **xla_memory(compiled),
+               step_rss_delta_mb=round(peak_rss_mb() - before, 1) if reset and before else None,
+               peak_rss_mb=round(peak_rss_mb() or 0.0, 1), gflop_per_step=round(flops / 1e9, 2),
+               achieved_gflops=round(flops / 1e9 / summarize(times, run.tasks)["median_step_s"], 2),
+               remat=remat)
+    return rec
+
+
+def bench_eval(*, episodes: int = 600, batch_size: int = 50) -> list[dict]:
+    """W5: seconds to evaluate `episodes` 5-way 1-shot test episodes, compile included, for MAML and ProtoNet."""
+    from fewjax.data import episodes as make_episodes
+    from fewjax.data import omniglot
+    from fewjax.eval.evaluate import evaluate
+    from fewjax.train.methods import build_method
+
+    t0 = time.perf_counter()
+    data_dir = SHARED / "data" / "omniglot"
+    source = omniglot("test", data_dir=data_dir, download=False, progress=False)
+    load_s = time.perf_counter() - t0
+    sampler = make_episodes(source, ways=5, shots=1, queries=15, seed=0)
+    out = []
+    for method_name in ("maml", "protonet"):
+        if method_name == "maml":
+            c = trainer_config(WORKLOADS["W1"])
+        else:
+            c = trainer_config(WORKLOADS["W4"])
+        c.test_ways, c.test_shots, c.test_queries, c.eval_inner_steps = 5, 1, 15, 3
+        method = build_method(c)
+        params = method.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+        start = time.perf_counter()
+        result = evaluate(method.evaluate, params, sampler, num_episodes=episodes, batch_size=batch_size)
+        seconds = time.perf_counter() - start
+        out.append(dict(impl="fewjax (fewjax.eval.evaluate)", workload="W5", method=method_name,
+                        episodes=result["episodes"], batch_size=batch_size, seconds=round(seconds, 2),
+                        episodes_per_s=round(result["episodes"] / seconds, 2),
+                        inner_steps=3 if method_name == "maml" else None,
+                        accuracy_untrained=round(result["accuracy"], 4), omniglot_load_s=round(load_s, 2),
+                        peak_rss_mb=round(peak_rss_mb() or 0.0, 1),
+                        notes="compile included; Omniglot decode (omniglot_load_s) excluded"))
+    return out
+
+
+def bench_memory(*, inner_steps=(1, 5, 10, 20), tasks: int | None = None) -> list[dict]:
+    """W6: XLA's planned bytes of one second-order MAML step (W2 shapes) per inner-step count, remat off/on."""
+    out = []
+    for n in inner_steps:
+        row = {}
+        for remat in (False, True):
+            cfg = dict(WORKLOADS["W2"], inner_steps=n)
+            run = build(cfg, tasks=tasks, remat=remat, num_batches=1)
+            compiled, compile_s = compile_step(run)
+            row[remat] = dict(**xla_memory(compiled), compile_s=round(compile_s, 2))
+            del run, compiled
+        out.append(dict(impl="fewjax (trainer step)", workload="W6", inner_steps=n,
+                        tasks=tasks or WORKLOADS["W2"]["tasks"],
+                        xla_peak_mb_no_remat=row[False]["xla_peak_mb"], xla_peak_mb_remat=row[True]["xla_peak_mb"],
+                        remat_ratio=round(row[True]["xla_peak_mb"] / row[False]["xla_peak_mb"], 3),
+                        compile_s_no_remat=row[False]["compile_s"], compile_s_remat=row[True]["compile_s"],
+                        notes="compiled, not executed: XLA buffer assignment (args + outputs + temps - aliases)"))
+    return out
+
+
+def run_workload(name: str, *, steps: int, warmup: int, tasks: int | None = None) -> list[dict]:
+    if name in ("W1", "W2", "W3", "W4"):
+        recs = [bench_step(name, steps=steps, warmup=warmup, tasks=tasks)]
+    elif name == "W5":
+        recs = bench_eval()
+    elif name == "W6":
+        recs = bench_memory(tasks=tasks)
+    else:
+        raise ValueError(f"unknown workload {name!r}; choose one of {ALL} or 'all'.")
+    common = dict(**machine(), versions=versions(), time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    return [dict(r, **common) for r in recs]
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workload", required=True, help=f"one of {', '.join(ALL)}, a comma list, or 'all'")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps (W1-W4)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps after compiling (W1-W4)")
+    ap.add_argument("--tasks", type=int, default=None, help="override the MAML meta-batch (W1-W3, W6; default 32)")
+    ap.add_argument("--out", type=Path, default=None, help="JSONL file to append to")
+    ap.add_argument("--no-save", action="store_true", help="print only")
+    args = ap.parse_args(argv)
+    names = ALL if args.workload == "all" else tuple(w.strip() for w in args.workload.split(","))
+    bad = [w for w in names if w not in ALL]
+    if bad:
+        ap.error(f"--workload {','.join(bad)} unknown; choose from {', '.join(ALL)} or 'all'")
+    if args.steps < 1 or args.warmup < 0:
+        ap.error(f"--steps must be >= 1 and --warmup >= 0; got {args.steps}, {args.warmup}")
+    if args.tasks is not None and args.tasks < 1:
+        ap.error(f"--tasks must be >= 1; got {args.tasks}")
+    return args, names
+
+
+def main(argv=None) -> list[dict]:
+    args, names = parse_args(argv)
+    records = []
+    for name in names:
+        for rec in run_workload(name, steps=args.steps, warmup=args.warmup, tasks=args.tasks):
+            print(json.dumps(rec), flush=True)
+            if not args.no_save:
+                write_result(rec, args.out)
+            records.append(rec)
+    return records
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Benchmark scripts: argument errors, the ratio table, and one tiny end-to-end step (slow)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench import side_by_side, throughput  # noqa: E402
+
+
+def test_throughput_rejects_unknown_workload():
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--workload", "W9"])
+
+
+def test_throughput_rejects_zero_steps():
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--workload", "W1", "--steps", "0"])
+
+
+def test_throughput_all_expands():
+    _, names = throughput.parse_args(["--workload", "all"])
+    assert names == ("W1", "W2", "W3", "W4", "W5", "W6")
+
+
+def test_ratios_pick_fastest_peer_and_skip_errors():
+    recs = [
+        dict(impl="fewjax (trainer step)", workload="W1", tasks_per_s=30.0, xla_peak_mb=100.0),
+        dict(impl="torchfunc", workload="W1", tasks_per_s=5.0, step_rss_delta_mb=50.0),
+        dict(impl="torch_loop", workload="W1", tasks_per_s=10.0, step_rss_delta_mb=70.0),
+        dict(impl="l2l", workload="W1", error="exit 1"),
+        dict(impl="fewjax (trainer step)", workload="W2", error="timed out"),
+        dict(impl="torch_loop", workload="W2", tasks_per_s=1.0),
+    ]
+    rows = side_by_side.ratios(recs)
+    assert [r["workload"] for r in rows] == ["W1"]
+    assert rows[0]["fastest_peer"] == "torch_loop"
+    assert rows[0]["speedup"] == 3.0
+    assert rows[0]["peer_step_rss_delta_mb"] == 70.0
+    md = side_by_side.markdown(recs, rows, {})
+    assert "**3.0x**" in md and "timed out" in md
+
+
+def test_peer_json_lines_ignore_noise():
+    out = side_by_side._json_lines('warning\n{"a": 1}\n{broken\n {"b": 2}\n')
+    assert out == [{"a": 1}, {"b": 2}]
+
+
+@pytest.mark.slow
+def test_tiny_w1_step_runs_and_reports(tmp_path):
+    out = tmp_path / "r.jsonl"
+    recs = throughput.main(["--workload", "W1", "--tasks", "1", "--steps", "1", "--warmup", "0", "--out", str(out)])
+    (rec,) = recs
+    assert rec["workload"] == "W1" and rec["tasks"] == 1
+    assert rec["tasks_per_s"] > 0 and rec["compile_s"] > 0 and rec["xla_peak_mb"] > 0
+    assert json.loads(out.read_text().splitlines()[0])["workload"] == "W1"
