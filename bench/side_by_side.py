@@ -140,7 +140,7 @@ def markdown(records: list[dict], rows: list[dict], meta: dict) -> str:
             out.append(f"| {r['impl']} | {r['workload']} | - | - | - | - | {r['error']} |")
         else:
             note = f"compile {r['compile_s']} s" if "compile_s" in r else r.get("notes", "")
-            out.append(f"| {r['impl']} | {r['workload']} | {r['tasks_per_s']} | {r['median_step_s']} | "
+            out.append(f"| {r['impl']} | {r['workload']} | {r['tasks_per_s']} | {r.get('median_step_s')} | "
                        f"{r.get('step_rss_delta_mb')} | {r.get('peak_rss_mb')} | {note} |")
     return "\n".join(out) + "\n"
 
