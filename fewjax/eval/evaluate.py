@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from fewjax.data.pipeline import prefetch, shard_tasks
+from fewjax.data.pipeline import prefetch
 
 VAL_SEED = 1_000_003
 """Seed of the validation episodes: fixed, and used by no training run."""
@@ -55,7 +55,8 @@ def evaluate(
       sampler: an episode sampler with `eval_batches(num_episodes, seed=, batch_size=)`.
       num_episodes, batch_size, seed: the episode set and how many are evaluated per call.
       metric: the per-task value to summarise ("accuracy"; "loss" for regression).
-      mesh: shard each batch's task axis over this mesh (batch_size must divide by its size).
+      mesh: shard each batch's task axis over all devices of this mesh (batch_size is rounded up to a multiple
+        of its size; the padding episodes are not scored). Every process passes the same episodes.
       jitted: a jitted `eval_fn` to reuse across calls (validation during training); built when None.
       progress: show a progress bar.
 
@@ -65,10 +66,14 @@ def evaluate(
     if num_episodes < 1 or batch_size < 1:
         raise ValueError(f"evaluate: num_episodes={num_episodes} and batch_size={batch_size} must be >= 1.")
     batch_size = min(batch_size, num_episodes)
-    if mesh is not None and batch_size % mesh.size:
-        raise ValueError(f"evaluate: batch_size={batch_size} must be divisible by the {mesh.size} devices.")
+    from fewjax.train.sharding import batch_sharding, fetch  # here: fewjax.train imports this module
+
+    if mesh is not None:
+        batch_size = -(-batch_size // mesh.size) * mesh.size
+        place = lambda t: jax.device_put(t, batch_sharding(mesh))  # noqa: E731
+    else:
+        place = jax.device_put
     run = jitted or jax.jit(eval_fn)
-    place = (lambda t: shard_tasks(t, mesh)) if mesh is not None else jax.device_put
     start = time.perf_counter()
     values = []
     chunks = (_pad(t, batch_size) for t in _episode_chunks(sampler, num_episodes, seed, batch_size))
@@ -78,7 +83,7 @@ def evaluate(
             out = run(params, place(tasks))
             if metric not in out:
                 raise ValueError(f"evaluate: metric={metric!r} is not among the method's metrics {sorted(out)}.")
-            values.append(np.asarray(out[metric])[:n])
+            values.append(fetch(out[metric])[:n])
             bar.update(n)
     v = np.concatenate(values).astype(np.float64)
     std = float(v.std(ddof=1)) if v.size > 1 else 0.0

@@ -28,7 +28,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.ways, c.shots, c.queries = 5, 1, 15  # training episodes
     c.test_ways, c.test_shots, c.test_queries = 5, 1, 15  # validation and test episodes
-    c.meta_batch_size = 32
+    c.meta_batch_size = 32  # global: split over all devices of all processes (must divide by their number)
+    c.fsdp = 1  # > 1 splits large parameters (and their optimizer state) over groups of this many devices
 
     c.total_steps = 1000
     c.steps_per_call = 1  # training steps per jitted call (lax.scan); the host syncs between calls
@@ -92,7 +93,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
         need(c[key] >= 0, key, c[key], "must be >= 0")
     for key in ("ways", "shots", "queries", "test_ways", "test_shots", "test_queries", "meta_batch_size",
                 "steps_per_call", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
-                "val_episodes", "test_episodes", "eval_batch_size"):
+                "val_episodes", "test_episodes", "eval_batch_size", "fsdp"):
         need(c[key] >= 1, key, c[key], "must be >= 1")
     need(c.total_steps % c.steps_per_call == 0 or c.total_steps == 0, "steps_per_call", c.steps_per_call,
          f"must divide total_steps={c.total_steps}")

@@ -21,19 +21,21 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from fewjax.data.pipeline import replicated, shard_tasks, task_mesh, task_sharding
+from fewjax.data.pipeline import prefetch
 from fewjax.eval.evaluate import TEST_SEED, VAL_SEED, evaluate
 from fewjax.train.checkpoint import Checkpoints
 from fewjax.train.config import validate
 from fewjax.train.data import make_sampler
 from fewjax.train.methods import build_method, outer_optimizer
 from fewjax.train.metrics import MetricWriter
+from fewjax.train.sharding import (batch_sharding, make_mesh, process_task_indices, replicated, shard_local_tasks,
+                                   state_shardings)
 from fewjax.train.step import TrainState, init_state, make_train_step
 
 logger = logging.getLogger(__name__)
 
 RUNTIME_KEYS = {"total_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "val_episodes",
-                "test_episodes", "eval_batch_size", "data_dir", "steps_per_call"}
+                "test_episodes", "eval_batch_size", "data_dir", "steps_per_call", "fsdp"}
 """Keys a resumed run may change; any other difference means the workdir belongs to another experiment."""
 
 
@@ -44,7 +46,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     workdir.mkdir(parents=True, exist_ok=True)
     ckpts = Checkpoints(workdir / "checkpoints", keep_last=config.keep_checkpoints, keep_best=True)
     check_resumable(ckpts, config)
-    mesh = task_mesh()
+    mesh = make_mesh(fsdp=config.fsdp)
     if config.meta_batch_size % mesh.size:
         raise ValueError(f"config.meta_batch_size={config.meta_batch_size} must be divisible by the {mesh.size} "
                          f"devices (the task axis is split over them); choose a multiple of {mesh.size}.")
@@ -55,17 +57,20 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     val_sampler = make_sampler(config, "val", seed=VAL_SEED)
     example = train_sampler.sample(0).support.x
     params = method.init(jax.random.key(config.seed), example)
-    state = jax.device_put(init_state(params, tx, ema=config.ema_decay > 0), replicated(mesh))
+    state = init_state(params, tx, ema=config.ema_decay > 0)
+    placement = state_shardings(state, mesh)
+    state = jax.device_put(state, placement)
     if ckpts.latest_step() is not None:
         state, info = ckpts.restore(state)
         logger.info("resumed from step %d in %s", info["step"], ckpts.directory)
 
     on_device = getattr(train_sampler, "fits_on_device", True)
-    sharding = task_sharding(mesh) if mesh.size > 1 else None
+    sharding = batch_sharding(mesh) if mesh.size > 1 else None
     step_fn = jax.jit(make_train_step(method, tx, meta_batch_size=config.meta_batch_size,
                                       sampler=train_sampler if on_device else None,
                                       steps_per_call=config.steps_per_call, ema_decay=config.ema_decay,
-                                      task_sharding=sharding), donate_argnums=0)
+                                      task_sharding=sharding), donate_argnums=0,
+                      out_shardings=(placement, replicated(mesh)))
     data = train_sampler.device_state(replicated(mesh)) if on_device else None
     host_batches = None if on_device else _host_batches(train_sampler, config, int(state.step), mesh)
     eval_jit = jax.jit(method.evaluate)
@@ -192,21 +197,23 @@ def _rank(val, key, metric):
 
 
 def _host_batches(sampler, config, start_step, mesh):
-    from fewjax.data.pipeline import prefetch
+    """This process's slice of each meta-batch, sampled on a background thread and placed as the global array."""
+    mine = process_task_indices(mesh, config.meta_batch_size)
 
     def gen():
         step = start_step
         while True:
             if config.steps_per_call == 1:
-                tasks = sampler.sample_batch(step, config.meta_batch_size)
+                tasks = sampler.sample_batch(step, mine)
             else:
                 tasks = jax.tree.map(lambda *xs: np.stack(xs), *[
-                    sampler.sample_batch(step + i, config.meta_batch_size) for i in range(config.steps_per_call)])
+                    sampler.sample_batch(step + i, mine) for i in range(config.steps_per_call)])
             step += config.steps_per_call
             yield tasks
 
-    place = (lambda t: shard_tasks(t, mesh)) if config.steps_per_call == 1 else jax.device_put
-    return prefetch(gen(), size=2, put=place)
+    axis = 0 if config.steps_per_call == 1 else 1
+    return prefetch(gen(), size=2, put=lambda t: shard_local_tasks(t, mesh, meta_batch_size=config.meta_batch_size,
+                                                                  axis=axis))
 
 
 class _StopFlag:

@@ -1,5 +1,6 @@
 """End-to-end: every method trains, checkpoints, resumes bit for bit, and evaluates; faults are clear errors."""
 import json
+import re
 
 import jax
 import numpy as np
@@ -22,7 +23,7 @@ def final_params(workdir, config):
         return ckpts.restore(target, step="latest")[0]
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "finetune"])  # finetune: text only
 def test_every_method_trains_checkpoints_and_evaluates(method, image_root, tmp_path):
     config = tiny_config(image_root, method)
     record = train_and_evaluate(config, tmp_path, progress=False)
@@ -57,12 +58,13 @@ def test_ema_is_tracked_and_validated(image_root, tmp_path):
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_good_checkpoints(tmp_path):
-    config = sinusoid_config(total_steps=12, log_every=3, checkpoint_every=3, eval_every=3)
-    train_and_evaluate(config, tmp_path, progress=False)
-    exploding = sinusoid_config(total_steps=24, log_every=3, checkpoint_every=3, eval_every=3)
-    exploding.optim.lr = 1e30
-    with pytest.raises(FloatingPointError, match=r"non-finite loss at step 1[2-4]"):
-        train_and_evaluate(exploding, tmp_path, progress=False)
+    config = sinusoid_config(total_steps=60, log_every=1, checkpoint_every=1, eval_every=60)
+    config.optim.name, config.optim.lr = "sgd", 50.0  # diverges within a few steps
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step (\d+)") as info:
+        train_and_evaluate(config, tmp_path, progress=False)
+    bad = int(re.search(r"step (\d+)", str(info.value)).group(1))
+    with Checkpoints(tmp_path / "checkpoints", read_only=True) as ckpts:
+        assert ckpts.latest_step() is not None and ckpts.latest_step() <= bad
     state = final_params(tmp_path, config)
     assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state.params))
 
@@ -84,7 +86,8 @@ def test_workdir_of_another_configuration_is_refused(image_root, tmp_path):
     ],
 )
 def test_bad_config_values_fail_before_anything_runs(overrides, message, image_root, tmp_path):
-    method = "maml" if "test_ways" in overrides else "protonet"
+    overrides = dict(overrides)
+    method = overrides.pop("method", "maml" if "test_ways" in overrides else "protonet")
     with pytest.raises(ValueError, match=message):
         train_and_evaluate(tiny_config(image_root, method, **overrides), tmp_path / "w", progress=False)
     assert not (tmp_path / "w").exists()
