@@ -5,9 +5,10 @@ Run:       python train.py --config configs/text_finetune.py:clinc150_5w1s --wor
                --config.text.model=../shared/models/all-MiniLM-L6-v2 --config.data_dir=../shared/data
            (total_steps is 0: the run saves the pretrained encoder as its checkpoint and evaluates.)
            L2-SP (pretrained weights as the prior's mean): add --config.text.l2sp=0.01.
-Run time:  CPU (2 cores, shared): each test episode takes 10 Adam steps over the whole encoder, ~1 s an episode
-           for 5w1s on CLINC150: ~10 min for 600 episodes; a GPU takes well under a minute.
-Expected:  RESULTS_FINETUNE
+Run time:  CPU (2 cores, shared, load ~10): each test episode takes 10 Adam steps over the whole encoder, ~3.7 s
+           an episode for 5w1s on CLINC150: ~40 min for 600 episodes (--config.test_episodes=100 for a quick run).
+Expected:  bench/text_fewshot.py (bench/results/text_fewshot.jsonl): CLINC150 5w1s, 100 episodes with 5
+           queries per class: 95.4 +- 1.2 (frozen ProtoNet 94.7), 372 s of evaluation at load ~10.
 Presets:   clinc150_5w1s, clinc150_5w5s, fewrel_5w1s, fewrel_5w5s. Adam, head lr 1e-2 (inner_lr), encoder lr 1e-4
            (inner_lr x text.encoder_lr_scale), 10 steps (eval_inner_steps) on the support set, logits scaled by 10.
 """
