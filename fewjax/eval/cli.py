@@ -27,7 +27,10 @@ class _Flags:
         flags.DEFINE_integer("shots", None, "Override the test shots.")
         flags.DEFINE_integer("queries", None, "Override the test queries per class.")
         flags.DEFINE_integer("inner_steps", None, "Override the test-time inner steps (MAML family, Reptile).")
-        flags.DEFINE_string("data", None, "Evaluate on this image folder (PATH/<class>/<image>) instead.")
+        flags.DEFINE_string("data", None, "Evaluate on your own data instead: an image folder (PATH/<class>/<image>), "
+                            "or a .csv/.tsv/.jsonl file for a text checkpoint; every class in it a test class.")
+        flags.DEFINE_string("text_column", None, "Text checkpoints with --data FILE: the column holding the text.")
+        flags.DEFINE_string("label_column", None, "Text checkpoints with --data FILE: the column holding the label.")
         flags.DEFINE_string("data_dir", None, "Where the dataset files are, if not where training found them.")
         flags.DEFINE_bool("ema", False, "Evaluate the EMA parameters (if the run kept them).")
 
@@ -52,6 +55,10 @@ def evaluate_workdir(f) -> dict:
         for key, value in overrides.items():
             if value is not None:
                 config[key] = value
+        if f.text_column is not None:
+            config.text.text_column = f.text_column
+        if f.label_column is not None:
+            config.text.label_column = f.label_column
         validate(config)
         method = build_method(config)
         sampler = make_sampler(config, f.split, seed=TEST_SEED if f.split == "test" else VAL_SEED, data_path=f.data)
