@@ -5,8 +5,8 @@
         setting given with --eval (default: the config's own), and appends one JSON line per evaluation to
         bench/results/reproduction.jsonl: method, setting, accuracy, ci95, steps, wall seconds, hardware.
     python bench/reproduce.py table
-        prints the markdown table (published vs fewjax) from bench/results/reproduction.jsonl and writes it into
-        README.md between the markers <!-- reproduction:begin --> and <!-- reproduction:end -->.
+        prints the markdown table (published vs fewjax) from bench/results/reproduction.jsonl;
+        bench/readme_tables.py writes it (and the other result tables) into README.md.
 """
 from __future__ import annotations
 
@@ -70,15 +70,6 @@ def table() -> str:
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-    readme = ROOT / "README.md"
-    s = readme.read_text()
-    begin, end = "<!-- reproduction:begin -->", "<!-- reproduction:end -->"
-    head, rest = s.split(begin)
-    _, tail = rest.split(end)
-    readme.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -92,9 +83,7 @@ def main() -> None:
     if a.cmd == "run":
         run(a.name, train_args, a.eval)
     else:
-        t = table()
-        print(t)
-        write_readme(t)
+        print(table())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,74 @@
+"""Regenerates the README's result tables from the result files the benchmark runs wrote (never by hand).
+
+    PYTHONPATH=. python bench/readme_tables.py
+
+Sections (between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in README.md):
+- reproduction: Omniglot, from bench/results/reproduction.jsonl (bench/reproduce.py run ...)
+- text: few-shot text, from bench/results/text_fewshot.jsonl and text_distill.jsonl (bench/text_fewshot.py)
+- data: sampler throughput, from bench/results/data_throughput.json (bench/data_throughput.py)
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT / "bench"))
+
+import reproduce  # noqa: E402
+
+
+def jsonl(name: str) -> list[dict]:
+    path = RESULTS / name
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def text_table() -> str:
+    from text_fewshot import table
+
+    lines = [table(jsonl("text_fewshot.jsonl"))]
+    distill = jsonl("text_distill.jsonl")
+    if distill:
+        lines += ["", "| distillation (CLINC150 train intents, held-out utterances) | accuracy (%) |", "| --- | --- |"]
+        for r in distill:
+            for key, value in r.items():
+                if "accuracy" in key and isinstance(value, (int, float)):
+                    lines.append(f"| {key} | {100 * value:.1f} |")
+    return "\n".join(lines)
+
+
+def data_table() -> str:
+    path = RESULTS / "data_throughput.json"
+    if not path.exists():
+        return "(no data_throughput.json yet)"
+    data = json.loads(path.read_text())
+    rows = data if isinstance(data, list) else data.get("results", [data])
+    keys = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))]
+    out = ["| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
+    out += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def replace(text: str, name: str, body: str) -> str:
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in text:
+        raise ValueError(f"README.md lacks the markers {begin} ... {end}")
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for name, make in (("reproduction", reproduce.table), ("text", text_table), ("data", data_table)):
+        body = make()
+        print(f"## {name}\n{body}\n")
+        text = replace(text, name, body)
+    readme.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
