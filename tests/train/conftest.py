@@ -32,12 +32,7 @@ def tiny_config(image_root, method="protonet", **overrides):
     c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 4, 2, 2, 2
     c.val_episodes, c.test_episodes, c.eval_batch_size = 4, 6, 3
     c.keep_checkpoints = 2
-    for key, value in overrides.items():
-        target = c
-        *path, last = key.split(".")
-        for p in path:
-            target = target[p]
-        target[last] = value
+    c.update_from_flattened_dict(overrides)  # keys like "model.hidden"
     return c
 
 
@@ -51,6 +46,5 @@ def sinusoid_config(**overrides):
     c.inner_lr, c.eval_inner_steps = 0.01, 1
     c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 6, 2, 3, 3
     c.val_episodes, c.test_episodes, c.eval_batch_size = 8, 8, 4
-    for key, value in overrides.items():
-        c[key] = value
+    c.update_from_flattened_dict(overrides)
     return c

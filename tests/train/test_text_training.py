@@ -42,12 +42,7 @@ def text_config(method="protonet", **overrides):
     c.inner_steps, c.eval_inner_steps, c.inner_lr = 1, 2, 0.5
     c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 2, 2, 2, 2
     c.val_episodes, c.test_episodes, c.eval_batch_size = 2, 4, 2
-    for key, value in overrides.items():
-        target = c
-        *path, last = key.split(".")
-        for p in path:
-            target = target[p]
-        target[last] = value
+    c.update_from_flattened_dict(overrides)  # keys like "model.hidden"
     return c
 
 
