@@ -87,8 +87,9 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline and not (work / "metrics.jsonl").exists():
-        time.sleep(0.05)
+    metrics = work / "metrics.jsonl"
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().strip()):
+        time.sleep(0.05)  # a logged row: the training loop (and its signal handlers) is running
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
