@@ -15,9 +15,9 @@ from fewjax.train import train_and_evaluate
 from fewjax.train.checkpoint import Checkpoints
 from tests.train.conftest import sinusoid_config
 from tests.train.test_loop import final_params
+from tests.shared import SHARED
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FEWJAX_SHARED", ROOT / ".." / "shared"))
 
 
 def run(*args, env=None, check=True, **kw):

@@ -1,13 +1,12 @@
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.shared import SHARED
+
 
 def shared_dir() -> Path:
-    if os.environ.get("FEWJAX_SHARED"):
-        return Path(os.environ["FEWJAX_SHARED"])
-    return Path(__file__).resolve().parents[2] / ".." / "shared"
+    return SHARED
 
 
 @pytest.fixture(scope="session")

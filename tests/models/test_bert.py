@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +12,8 @@ from safetensors.numpy import load_file, save_file
 
 from fewjax.models import bert
 from fewjax.types import Batch
+from tests.shared import SHARED
 
-SHARED = Path(os.environ.get("FEWJAX_SHARED", Path(__file__).resolve().parents[2] / ".." / "shared"))
 MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
 
 

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fewjax.data import episodes
 from fewjax.text import Tokenizer, sources
+from tests.shared import SHARED
 
-SHARED = Path(os.environ.get("FEWJAX_SHARED", Path(__file__).resolve().parents[2] / ".." / "shared"))
 MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
 DATA = SHARED / "data" / "text"
 

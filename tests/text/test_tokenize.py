@@ -1,15 +1,13 @@
 """Tokenizer: stored padding reset, fixed bucket lengths, int32 ids, truncation keeps [SEP]."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fewjax.text import Tokenizer, as_tokenizer, bucket_length
+from tests.shared import SHARED
 
-SHARED = Path(os.environ.get("FEWJAX_SHARED", Path(__file__).resolve().parents[2] / ".." / "shared"))
 MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
 
 

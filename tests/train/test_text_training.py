@@ -4,9 +4,7 @@ The encoder is all-MiniLM-L6-v2 from the shared folder, cut to its first layer (
 compile times short; nothing downloads.
 """
 import json
-import os
 import types
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +20,8 @@ from fewjax.train.checkpoint import Checkpoints
 from fewjax.train.config import base_config
 from fewjax.train.data import make_sampler
 from fewjax.train.text import TEXT_METHODS, build_text_method, make_text_source, pretrained
+from tests.shared import SHARED
 
-SHARED = Path(os.environ.get("FEWJAX_SHARED", Path(__file__).resolve().parents[2] / ".." / "shared"))
 MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
 DATA = SHARED / "data"
 pytestmark = pytest.mark.skipif(not (MODEL / "model.safetensors").is_file() or not (DATA / "text").is_dir(),
