@@ -124,10 +124,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
 def final_test(config, workdir, ckpts, state, method, eval_jit, mesh, metric, *, progress) -> dict:
     """Evaluates the best (else latest) checkpoint on the test classes and writes `workdir/eval_test.json`."""
     which = "best" if ckpts.best_step() is not None else "latest"
-    if ckpts.latest_step() is not None:
-        state, info = ckpts.restore(state, step=which)
-    else:
-        info = {"step": int(state.step)}
+    state, info = ckpts.restore(state, step=which)  # the loop always leaves at least one checkpoint
     test_sampler = make_sampler(config, "test", seed=TEST_SEED)
     result = evaluate(method.evaluate, state.params, test_sampler, num_episodes=config.test_episodes,
                       batch_size=config.eval_batch_size, seed=TEST_SEED, metric=metric, jitted=eval_jit,
