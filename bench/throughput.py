@@ -17,7 +17,6 @@ Results are appended to `bench/results/fewjax_<platform>.jsonl` (or `--out`).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import time

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
-import ml_collections
 from absl import flags
 
 from fewjax.eval.evaluate import TEST_SEED, VAL_SEED, evaluate

@@ -40,7 +40,6 @@ import functools
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import ml_collections
 
@@ -375,7 +374,6 @@ def distill_clinc150(*, model: str, data_dir: str | None = None, teacher_steps: 
         2
     """
     import jax
-    import jax.numpy as jnp
     import numpy as np
     import optax
 

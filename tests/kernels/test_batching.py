@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fewjax
-from tests.kernels.conftest import loss_fn, make_params, make_task, mlp_apply
+from tests.kernels.conftest import loss_fn, make_params, make_task
 
 
 def embed(params, x):

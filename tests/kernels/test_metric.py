@@ -1,6 +1,5 @@
 """Prototypical, matching and Siamese losses against small cases computed by hand (numpy)."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
