@@ -11,6 +11,7 @@ from fewjax.kernels import (
     maml_loss,
     matching_loss,
     over_tasks,
+    over_tasks_value_and_grad,
     protonet_loss,
     regression_loss,
     reptile_grad,
@@ -23,6 +24,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch", "EmbedFn", "LossFn", "Params", "Task", "adapt", "classification_loss", "contrastive_loss",
-    "data", "distillation_loss", "evaluate", "maml_loss", "matching_loss", "over_tasks", "protonet_loss", "regression_loss",
-    "reptile_grad", "models",
+    "data", "distillation_loss", "evaluate", "maml_loss", "matching_loss", "models", "over_tasks",
+    "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad",
 ]

@@ -1,15 +1,24 @@
 """`over_tasks`: a kernel over one task becomes a kernel over a meta-batch of tasks.
 
+Tasks run all at once (`jax.vmap`, the default) or in chunks of `chunk_size` tasks, vmapped within a chunk and run
+one chunk after another in a `lax.scan`. `over_tasks_value_and_grad` also takes the gradient chunk by chunk and
+sums it, so memory holds one chunk's activations instead of the whole meta-batch's.
+
+Why chunks: after MAML's inner loop every task has its own weights, and `vmap` turns a convolution with per-task
+weights into a grouped convolution, which XLA:CPU runs several times slower per task than T plain ones
+(bench/README.md); on GPUs and TPUs the vmapped program is the fast one.
+
 Example:
     >>> import functools, jax.numpy as jnp, fewjax
     >>> def loss_fn(w, batch):
     ...     return jnp.mean((w - batch.y) ** 2), {}
-    >>> b = fewjax.Batch(x=jnp.zeros((3, 2)), y=jnp.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]))
-    >>> tasks = fewjax.Task(b, b)  # 3 tasks of 2 examples each
+    >>> b = fewjax.Batch(x=jnp.zeros((4, 2)), y=jnp.arange(8.0).reshape(4, 2))
+    >>> tasks = fewjax.Task(b, b)  # 4 tasks of 2 examples each
     >>> kernel = functools.partial(fewjax.maml_loss, loss_fn, inner_steps=1, inner_lr=0.1)
     >>> loss, metrics = fewjax.over_tasks(kernel)(jnp.array(1.0), tasks)
-    >>> loss.shape
-    ()
+    >>> (loss2, _), grad = fewjax.over_tasks_value_and_grad(kernel, chunk_size=1)(jnp.array(1.0), tasks)
+    >>> bool(jnp.allclose(loss, loss2)), grad.shape
+    (True, ())
 """
 from __future__ import annotations
 
@@ -20,23 +29,96 @@ import jax
 import jax.numpy as jnp
 
 
-def over_tasks(kernel: Callable) -> Callable:
-    """Maps `kernel(params, task, ...) -> (value, metrics)` over the leading axis of `task` with `jax.vmap`.
+def over_tasks(kernel: Callable, *, chunk_size: int | None = None) -> Callable:
+    """Maps `kernel(params, task, ...) -> (value, metrics)` over the leading axis of `task`.
 
     `params` (and any further arguments) are shared by all tasks; the returned function gives the mean over
     tasks of the value (a scalar loss, or a pytree such as Reptile's pseudo-gradient) and of every metric.
-    Under `jax.jit` with the task axis sharded over devices, XLA turns the mean into an all-reduce.
+    `chunk_size` (a divisor of the task count) runs that many tasks at a time, chunk after chunk; None runs
+    all at once. Under `jax.jit` with the task axis sharded over devices, XLA turns the mean into an all-reduce.
     """
 
     @functools.wraps(kernel)
     def batched(params, tasks, *args, **kwargs):
-        sizes = {leaf.shape[0] if leaf.ndim else None for leaf in jax.tree.leaves(tasks)}
-        if len(sizes) != 1 or None in sizes:
-            raise ValueError(
-                f"over_tasks: every array of the tasks needs the same leading task axis; got sizes {sorted(map(str, sizes))}."
-            )
-        values, metrics = jax.vmap(lambda task: kernel(params, task, *args, **kwargs))(tasks)
-        mean = functools.partial(jnp.mean, axis=0)
-        return jax.tree.map(mean, values), jax.tree.map(mean, metrics)
+        per_chunk = jax.vmap(lambda task: kernel(params, task, *args, **kwargs))
+        chunks = _chunks(tasks, chunk_size, "over_tasks")
+        if chunks is None:
+            return _mean(per_chunk(tasks))
+        total = jax.lax.scan(lambda acc, chunk: (_add(acc, _sum(per_chunk(chunk))), None),
+                             _zeros(jax.eval_shape(lambda c: _sum(per_chunk(c)), _first(chunks))), chunks)[0]
+        return _scale(total, 1.0 / _num_tasks(tasks))
 
     return batched
+
+
+def over_tasks_value_and_grad(kernel: Callable, *, chunk_size: int | None = None) -> Callable:
+    """`jax.value_and_grad(over_tasks(kernel), has_aux=True)` with respect to `params`, chunk by chunk.
+
+    Returns `f(params, tasks, ...) -> ((mean loss, mean metrics), mean gradient)`. With `chunk_size` the
+    gradient of each chunk of tasks is taken inside a `lax.scan` and summed, so the backward pass keeps one
+    chunk's activations alive (memory independent of the meta-batch size); the result equals the vmapped one.
+    """
+    grad_fn = jax.value_and_grad(lambda params, tasks, *a, **k: _sum(jax.vmap(
+        lambda task: kernel(params, task, *a, **k))(tasks)), has_aux=True)
+
+    @functools.wraps(kernel)
+    def batched(params, tasks, *args, **kwargs):
+        chunks = _chunks(tasks, chunk_size, "over_tasks_value_and_grad")
+        if chunks is None:
+            (loss, metrics), grads = grad_fn(params, tasks, *args, **kwargs)
+        else:
+            def body(acc, chunk):
+                return _add(acc, grad_fn(params, chunk, *args, **kwargs)), None
+
+            init = _zeros(jax.eval_shape(lambda c: grad_fn(params, c, *args, **kwargs), _first(chunks)))
+            (loss, metrics), grads = jax.lax.scan(body, init, chunks)[0]
+        return _scale(((loss, metrics), grads), 1.0 / _num_tasks(tasks))
+
+    return batched
+
+
+def _num_tasks(tasks) -> int:
+    sizes = {leaf.shape[0] if leaf.ndim else None for leaf in jax.tree.leaves(tasks)}
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError(
+            f"over_tasks: every array of the tasks needs the same leading task axis; got sizes {sorted(map(str, sizes))}."
+        )
+    return sizes.pop()
+
+
+def _chunks(tasks, chunk_size: int | None, name: str):
+    """Tasks `[T, ...]` as `[T // chunk_size, chunk_size, ...]`, or None to run them all at once.
+
+    Chunk `k` holds tasks `k, k + T/c, k + 2T/c, ...`: when the task axis is split over devices in contiguous
+    blocks and `chunk_size` is the number of devices, every chunk has one task on each device.
+    """
+    n = _num_tasks(tasks)
+    if chunk_size is None or chunk_size == n:
+        return None
+    if not isinstance(chunk_size, int) or chunk_size < 1 or n % chunk_size:
+        raise ValueError(f"{name}: chunk_size={chunk_size!r} must be a positive divisor of the {n} tasks.")
+    return jax.tree.map(lambda x: jnp.swapaxes(x.reshape(chunk_size, n // chunk_size, *x.shape[1:]), 0, 1), tasks)
+
+
+def _first(chunks):
+    return jax.tree.map(lambda x: x[0], chunks)
+
+
+def _sum(tree):
+    return jax.tree.map(lambda x: jnp.sum(x, axis=0), tree)
+
+
+def _mean(tree):
+    return jax.tree.map(lambda x: jnp.mean(x, axis=0), tree)
+
+
+def _add(a, b):
+    return jax.tree.map(jnp.add, a, b)
+
+
+def _zeros(shapes):
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def _scale(tree, factor: float):
+    return jax.tree.map(lambda x: x * jnp.asarray(factor, x.dtype), tree)

@@ -69,3 +69,38 @@ def test_mismatched_task_axes_are_rejected():
     bad = fewjax.Task(jax.tree.map(lambda a: jnp.stack([a, a]), t.support), jax.tree.map(lambda a: a[None], t.query))
     with pytest.raises(ValueError, match="same leading task axis"):
         fewjax.over_tasks(KERNELS["protonet"])(make_params(0, dtype=np.float32), bad)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 4])
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_chunks_give_the_same_mean_as_one_vmap(name, chunk_size):
+    kernel = KERNELS[name]
+    params = make_params(3, dtype=np.float32)
+    tasks = stack([make_task(i, dtype=np.float32) for i in range(4)])
+    chex.assert_trees_all_close(fewjax.over_tasks(kernel, chunk_size=chunk_size)(params, tasks),
+                                fewjax.over_tasks(kernel)(params, tasks), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 3])
+@pytest.mark.parametrize("name", ["maml", "fomaml", "protonet", "matching"])
+def test_value_and_grad_by_chunks_equals_value_and_grad_of_the_vmapped_mean(name, chunk_size):
+    kernel = KERNELS[name]
+    params = make_params(4, dtype=np.float32)
+    tasks = stack([make_task(i, dtype=np.float32) for i in range(6)])
+    want = jax.value_and_grad(fewjax.over_tasks(kernel), has_aux=True)(params, tasks)
+    got = jax.jit(fewjax.over_tasks_value_and_grad(kernel, chunk_size=chunk_size))(params, tasks)
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_chunk_k_takes_one_task_from_each_contiguous_block():
+    # Tasks 0..5 in chunks of 2: (0, 3), (1, 4), (2, 5), so a task axis split over 2 devices in contiguous
+    # blocks gives every chunk one task per device.
+    chunks = fewjax.kernels.batching._chunks(jnp.arange(6), 2, "test")
+    np.testing.assert_array_equal(chunks, [[0, 3], [1, 4], [2, 5]])
+
+
+@pytest.mark.parametrize("chunk_size", [0, 4, 2.0])
+def test_chunk_size_must_divide_the_tasks(chunk_size):
+    tasks = stack([make_task(i, dtype=np.float32) for i in range(6)])
+    with pytest.raises(ValueError, match="positive divisor of the 6 tasks"):
+        fewjax.over_tasks(KERNELS["protonet"], chunk_size=chunk_size)(make_params(0, dtype=np.float32), tasks)

@@ -1,0 +1,122 @@
+"""A stride-1 convolution whose weight gradient is written as matrix products instead of a convolution.
+
+`lax.conv_general_dilated` differentiates into two more convolutions. For the weight gradient (contracting over
+the batch and the image) XLA:CPU picks a convolution whose "kernel" is the whole output gradient; when the
+batch is small (a MAML support set) or the convolution sits in a loop it runs that on its generic emitter,
+~50x slower than the forward pass on the same FLOPs (bench/README.md). Here the forward pass and the input
+gradient stay XLA convolutions, and the weight gradient is written as what it is, for a `kh x kw` kernel:
+
+    dw[i, j] = sum over (n, h, w) of  x_padded[n, h + i, w + j, :]^T  dy[n, h, w, :]
+
+(`kh` matrix products, see `weight_grad`). The input gradient calls this same function with the flipped kernel, so second
+derivatives (MAML's meta-gradient) also take the fast paths. Values and derivatives of every order equal those
+of `lax.conv_general_dilated`; `tests/models/test_conv.py` checks them in float64.
+
+`conv_general_dilated` has `lax.conv_general_dilated`'s signature, so it plugs into Flax:
+
+    >>> import jax, jax.numpy as jnp, flax.linen as nn
+    >>> from fewjax.models.conv import conv_general_dilated
+    >>> layer = nn.Conv(8, (3, 3), conv_general_dilated=conv_general_dilated)
+    >>> x = jnp.ones((2, 5, 5, 3))
+    >>> params = layer.init(jax.random.key(0), x)
+    >>> layer.apply(params, x).shape
+    (2, 5, 5, 8)
+
+Cases it does not cover (strides, dilation, groups, other layouts) go to `lax.conv_general_dilated` unchanged.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Padding = tuple[tuple[int, int], tuple[int, int]]
+
+
+def conv_general_dilated(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    window_strides: Sequence[int],
+    padding: str | Sequence[tuple[int, int]],
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
+    dimension_numbers=None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision=None,
+    preferred_element_type=None,
+) -> jax.Array:
+    """`lax.conv_general_dilated`, with the matrix-product weight gradient for 2-D, stride-1, NHWC/HWIO convolutions."""
+    ones = (1, 1)
+    plain = (
+        lhs.ndim == 4
+        and tuple(window_strides) == ones
+        and tuple(lhs_dilation or ones) == ones
+        and tuple(rhs_dilation or ones) == ones
+        and feature_group_count == 1
+        and batch_group_count == 1
+        and preferred_element_type is None
+        and _is_nhwc_hwio(dimension_numbers, lhs.ndim)
+    )
+    if not plain:
+        return lax.conv_general_dilated(
+            lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+            feature_group_count, batch_group_count, precision, preferred_element_type)
+    pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], ones, padding) if isinstance(padding, str) else padding
+    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    return conv2d(lhs, rhs, pads, precision)
+
+
+def _is_nhwc_hwio(dimension_numbers, ndim: int) -> bool:
+    if dimension_numbers is None:
+        return False  # lax's default is NCHW/OIHW
+    dn = lax.conv_dimension_numbers((1,) * ndim, (1,) * ndim, dimension_numbers)
+    return dn == lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv2d(x: jax.Array, w: jax.Array, padding: Padding, precision=None) -> jax.Array:
+    """Stride-1 2-D convolution, `x: [N, H, W, C]`, `w: [kh, kw, C, D]`, `padding: ((top, bottom), (left, right))`."""
+    return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                    precision=precision)
+
+
+def _conv2d_fwd(x, w, padding, precision):
+    return conv2d(x, w, padding, precision), (x, w)
+
+
+def _conv2d_bwd(padding, precision, residuals, dy):
+    x, w = residuals
+    kh, kw = w.shape[:2]
+    (top, bottom), (left, right) = padding
+    # The input gradient is the convolution of dy with the flipped kernel, in/out channels swapped, on the
+    # complementary padding (stride 1).
+    w_flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+    dx = conv2d(dy, w_flipped, ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right)), precision)
+    return dx, weight_grad(x, dy, (kh, kw), padding, precision)
+
+
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def weight_grad(x: jax.Array, dy: jax.Array, kernel: tuple[int, int], padding: Padding, precision=None) -> jax.Array:
+    """`d(sum(conv2d(x, w) * dy)) / dw`, shape `[kh, kw, C, D]`, as `kh` matrix products over batch and image.
+
+    The `kw` column shifts of the padded input are concatenated on the channel axis once (`[N, H', Wo, kw*C]`);
+    each kernel row `i` is then one product `dy^T [D, N*Ho*Wo] @ rows_i [N*Ho*Wo, kw*C]`. On XLA:CPU this beats
+    both one product per tap and XLA's own weight-gradient convolution (bench/README.md).
+    """
+    kh, kw = kernel
+    (top, bottom), (left, right) = padding
+    xp = jnp.pad(x, ((0, 0), (max(top, 0), max(bottom, 0)), (max(left, 0), max(right, 0)), (0, 0)))
+    xp = xp[:, max(-top, 0): xp.shape[1] - max(-bottom, 0), max(-left, 0): xp.shape[2] - max(-right, 0)]
+    n, ho, wo, d = dy.shape
+    c = x.shape[-1]
+    columns = jnp.concatenate([xp[:, :, j: j + wo] for j in range(kw)], axis=-1)  # [N, H', Wo, kw*C]
+    dy_t = dy.reshape(n * ho * wo, d).T
+    rows = [jnp.matmul(dy_t, columns[:, i: i + ho].reshape(n * ho * wo, kw * c), precision=precision)
+            for i in range(kh)]  # each [D, kw*C]
+    return jnp.stack(rows).reshape(kh, d, kw, c).transpose(0, 2, 3, 1).astype(x.dtype)
