@@ -44,8 +44,9 @@ WORKLOADS: dict[str, dict[str, Any]] = {
 }
 
 
-def trainer_config(cfg: dict, *, tasks: int | None = None, remat: bool = False):
-    """The trainer config (`fewjax.train.config.base_config`) that runs workload `cfg`."""
+def trainer_config(cfg: dict, *, tasks: int | None = None, remat: bool = False, overrides: dict | None = None):
+    """The trainer config (`fewjax.train.config.base_config`) that runs workload `cfg`; `overrides` maps dotted
+    keys to values (strings are parsed as the key's type), e.g. `{"task_loop": "vmap"}`."""
     c = base_config()
     c.method = "protonet" if cfg["kind"] == "proto" else ("fomaml" if cfg["first_order"] else "maml")
     c.ways, c.shots, c.queries = cfg["n_way"], cfg["k_shot"], cfg["q_query"]
@@ -54,6 +55,13 @@ def trainer_config(cfg: dict, *, tasks: int | None = None, remat: bool = False):
         c.inner_steps, c.inner_lr = cfg["inner_steps"], cfg["inner_lr"]
     c.remat = remat
     c.optim.lr, c.optim.schedule, c.optim.grad_clip = cfg["outer_lr"], "constant", 0.0
+    for key, value in (overrides or {}).items():
+        *parents, leaf = key.split(".")
+        node = c
+        for p in parents:
+            node = node[p]
+        old = node[leaf]
+        node[leaf] = type(old)(value) if isinstance(value, str) and not isinstance(old, str) else value
     return c
 
 
@@ -80,9 +88,10 @@ class Run(NamedTuple):
     tasks: int
 
 
-def build(cfg: dict, *, tasks: int | None = None, remat: bool = False, num_batches: int = 2, seed: int = 0) -> Run:
+def build(cfg: dict, *, tasks: int | None = None, remat: bool = False, num_batches: int = 2, seed: int = 0,
+          overrides: dict | None = None) -> Run:
     """The trainer's jitted step for workload `cfg`, its initial state and `num_batches` random meta-batches."""
-    c = trainer_config(cfg, tasks=tasks, remat=remat)
+    c = trainer_config(cfg, tasks=tasks, remat=remat, overrides=overrides)
     method = build_method(c)
     tx = outer_optimizer(c)
     params = method.init(jax.random.key(seed), jnp.zeros((1, 28, 28, 1)))

@@ -77,6 +77,24 @@ def over_tasks_value_and_grad(kernel: Callable, *, chunk_size: int | None = None
     return batched
 
 
+def map_tasks(kernel: Callable, *, chunk_size: int | None = None) -> Callable:
+    """`kernel(params, task, ...)` for every task along the leading axis, outputs stacked (no mean): evaluation.
+
+    `chunk_size` as in `over_tasks`: that many tasks vmapped at a time, chunk after chunk (`lax.map`).
+    """
+
+    @functools.wraps(kernel)
+    def mapped(params, tasks, *args, **kwargs):
+        per_chunk = jax.vmap(lambda task: kernel(params, task, *args, **kwargs))
+        chunks = _chunks(tasks, chunk_size, "map_tasks")
+        if chunks is None:
+            return per_chunk(tasks)
+        out = jax.lax.map(per_chunk, chunks)  # [T / c, c, ...], chunk k holding tasks k, k + T/c, ...
+        return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1).reshape(-1, *x.shape[2:]), out)
+
+    return mapped
+
+
 def _num_tasks(tasks) -> int:
     sizes = {leaf.shape[0] if leaf.ndim else None for leaf in jax.tree.leaves(tasks)}
     if len(sizes) != 1 or None in sizes:

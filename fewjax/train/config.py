@@ -47,12 +47,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.norm = "batch"
     c.model.pool = "max"
     c.model.dtype = "float32"  # "bfloat16": mixed precision (compute in bf16, params and loss in f32)
+    c.model.conv_grad = "auto"  # conv4: "xla", "matmul" (weight gradient as matrix products), "auto" (matmul on CPU)
 
     c.inner_steps = 1  # MAML family and Reptile
     c.inner_lr = 0.4
     c.eval_inner_steps = 3
     c.inner_optimizer = "sgd"  # sgd or adam (Reptile: Adam with beta1 = 0, as Nichol et al.)
     c.remat = False
+    # How a device runs its tasks: "vmap" (all at once), "scan" (one at a time, gradients summed: memory of one
+    # task), "auto" ("scan" on CPU for methods whose tasks get their own adapted weights, else "vmap").
+    c.task_loop = "auto"
 
     c.distance = "sqeuclidean"  # protonet: sqeuclidean or cosine
     c.temperature = 1.0  # protonet/matching logits are divided by it
@@ -89,6 +93,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     need(c.optim.name in ("adam", "sgd"), "optim.name", c.optim.name, "choose adam or sgd")
     need(c.inner_optimizer in ("sgd", "adam"), "inner_optimizer", c.inner_optimizer, "choose sgd or adam")
     need(c.model.dtype in ("float32", "bfloat16"), "model.dtype", c.model.dtype, "choose float32 or bfloat16")
+    need(c.model.conv_grad in ("auto", "xla", "matmul"), "model.conv_grad", c.model.conv_grad,
+         "choose auto, xla or matmul")
+    need(c.task_loop in ("auto", "vmap", "scan"), "task_loop", c.task_loop, "choose auto, vmap or scan")
     for key in ("total_steps",):
         need(c[key] >= 0, key, c[key], "must be >= 0")
     for key in ("ways", "shots", "queries", "test_ways", "test_shots", "test_queries", "meta_batch_size",

@@ -27,6 +27,21 @@ class Method(NamedTuple):
 
 
 MAML_FAMILY = ("maml", "fomaml", "metasgd", "anil")
+PER_TASK_WEIGHTS = MAML_FAMILY + ("reptile",)
+
+
+def task_chunk_size(config) -> int | None:
+    """How many tasks run at once (vmapped) in the meta-gradient and in evaluation; None: the whole batch.
+
+    `config.task_loop`: "vmap" runs them all at once; "scan" one task per device at a time, chunk after chunk,
+    with the meta-gradient summed chunk by chunk (`fewjax.over_tasks_value_and_grad`: activation memory of one
+    task); "auto" picks "scan" on the CPU for methods whose tasks have their own adapted weights (vmapped, their
+    convolutions become grouped convolutions, which XLA:CPU runs several times slower) and "vmap" otherwise.
+    """
+    loop = config.task_loop
+    if loop == "auto":
+        loop = "scan" if jax.default_backend() == "cpu" and config.method in PER_TASK_WEIGHTS else "vmap"
+    return jax.device_count() if loop == "scan" else None
 
 
 def build_model(config) -> nn.Module:
@@ -37,7 +52,7 @@ def build_model(config) -> nn.Module:
     if config.model.name != "conv4":
         raise ValueError(f"config.model.name={config.model.name!r}: choose conv4 or mlp")
     return Conv4(num_classes=None if metric else config.ways, hidden=config.model.hidden, norm=config.model.norm,
-                 pool=config.model.pool, dtype=dtype)
+                 pool=config.model.pool, dtype=dtype, conv_grad=config.model.conv_grad)
 
 
 def build_method(config) -> Method:
@@ -47,6 +62,7 @@ def build_method(config) -> Method:
         return build_text_method(config)
     model = build_model(config)
     apply = apply_fn(model)
+    chunk = task_chunk_size(config)
     regression = config.dataset == "sinusoid"
 
     def init(rng, x):
@@ -60,8 +76,8 @@ def build_method(config) -> Method:
         extra = {"distance": config.distance} if config.method == "protonet" else {}
         train_loss = functools.partial(kernel, apply, ways=config.ways, temperature=config.temperature, **extra)
         eval_loss = functools.partial(kernel, apply, ways=config.test_ways, temperature=config.temperature, **extra)
-        meta_grad = _value_and_grad(fewjax.over_tasks(train_loss))
-        return Method(config.method, model, init, meta_grad, _per_task(eval_loss))
+        meta_grad = _value_and_grad(train_loss, chunk)
+        return Method(config.method, model, init, meta_grad, _per_task(eval_loss, chunk))
 
     loss_fn = (fewjax.regression_loss if regression else fewjax.classification_loss)(apply)
     inner_tx = _inner_optimizer(config)
@@ -80,28 +96,37 @@ def build_method(config) -> Method:
     eval_loss = functools.partial(maml, steps=config.eval_inner_steps, first_order=True, diagnostics=True)
     if config.method == "reptile":
         meta_grad = fewjax.over_tasks(
-            functools.partial(fewjax.reptile_grad, loss_fn, inner_steps=config.inner_steps, **adapt_kw))
+            functools.partial(fewjax.reptile_grad, loss_fn, inner_steps=config.inner_steps, **adapt_kw),
+            chunk_size=chunk)
     else:
         train_loss = functools.partial(maml, steps=config.inner_steps, first_order=config.method == "fomaml",
                                        diagnostics=False)
-        meta_grad = _value_and_grad(fewjax.over_tasks(train_loss))
-    return Method(config.method, model, init, meta_grad, _per_task(eval_loss))
+        meta_grad = _value_and_grad(train_loss, chunk)
+    return Method(config.method, model, init, meta_grad, _per_task(eval_loss, chunk))
 
 
-def _value_and_grad(meta_loss):
+def _value_and_grad(kernel, chunk_size=None):
+    """`(params, tasks) -> (mean gradient, mean metrics)` of a per-task `kernel`, chunk by chunk (see above)."""
     def meta_grad(params, tasks):
-        (_, metrics), grads = jax.value_and_grad(meta_loss, has_aux=True)(params, tasks)
+        n = jax.tree.leaves(tasks)[0].shape[0]
+        value_and_grad = fewjax.over_tasks_value_and_grad(kernel, chunk_size=_divisor(chunk_size, n))
+        (_, metrics), grads = value_and_grad(params, tasks)
         return grads, metrics
 
     return meta_grad
 
 
-def _per_task(kernel):
+def _per_task(kernel, chunk_size=None):
     def evaluate(params, tasks):
-        _, metrics = jax.vmap(lambda t: kernel(params, t))(tasks)
+        n = jax.tree.leaves(tasks)[0].shape[0]
+        _, metrics = fewjax.map_tasks(kernel, chunk_size=_divisor(chunk_size, n))(params, tasks)
         return metrics
 
     return evaluate
+
+
+def _divisor(chunk_size, n):
+    return chunk_size if chunk_size is not None and n % chunk_size == 0 else None
 
 
 def _inner_optimizer(config) -> optax.GradientTransformation | None:

@@ -240,7 +240,7 @@ def build_text_method(config):
 
         kernel = functools.partial(fewjax.protonet_loss, embed_fn, distance=config.distance,
                                    temperature=config.temperature)
-        meta_grad = _value_and_grad(fewjax.over_tasks(functools.partial(kernel, ways=config.ways)))
+        meta_grad = _value_and_grad(functools.partial(kernel, ways=config.ways))
         return Method("protonet", module, init, meta_grad, _per_task(functools.partial(kernel, ways=config.test_ways)))
 
     loss_fn = make_classifier_loss_fn(module, logit_scale=float(t.logit_scale), **embed_kw)
@@ -266,7 +266,7 @@ def build_text_method(config):
 
         train = functools.partial(anil, steps=config.inner_steps, first_order=False)
         test = functools.partial(anil, steps=config.eval_inner_steps, first_order=True)
-        return Method("anil", module, init, _value_and_grad(fewjax.over_tasks(train)), _per_task(test))
+        return Method("anil", module, init, _value_and_grad(train), _per_task(test))
 
     def group_lr(params):  # head: inner_lr; encoder: inner_lr * encoder_lr_scale
         mask = head_mask(params)
@@ -284,7 +284,7 @@ def build_text_method(config):
 
         train = functools.partial(fomaml, steps=config.inner_steps)
         test = functools.partial(fomaml, steps=config.eval_inner_steps)
-        return Method("fomaml", module, init, _value_and_grad(fewjax.over_tasks(train)), _one_by_one(test))
+        return Method("fomaml", module, init, _value_and_grad(train), _one_by_one(test))
 
     # finetune
     inner_tx = _grouped(optax.adam, config, t.encoder_lr_scale)

@@ -104,3 +104,12 @@ def test_chunk_size_must_divide_the_tasks(chunk_size):
     tasks = stack([make_task(i, dtype=np.float32) for i in range(6)])
     with pytest.raises(ValueError, match="positive divisor of the 6 tasks"):
         fewjax.over_tasks(KERNELS["protonet"], chunk_size=chunk_size)(make_params(0, dtype=np.float32), tasks)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 2])
+def test_map_tasks_keeps_task_order(chunk_size):
+    kernel = KERNELS["maml"]
+    params = make_params(5, dtype=np.float32)
+    tasks = [make_task(i, dtype=np.float32) for i in range(4)]
+    got = fewjax.map_tasks(kernel, chunk_size=chunk_size)(params, stack(tasks))
+    chex.assert_trees_all_close(got, stack([kernel(params, t) for t in tasks]), rtol=1e-5, atol=1e-6)
