@@ -6,6 +6,8 @@ embedding (ProtoNet, matching networks: 28x28 Omniglot -> 64 features); with `nu
 `head` follows (MAML; ANIL adapts `head` only, see `fewjax.models.head_mask`).
 
 Batch norm uses the statistics of the current batch and keeps no running averages (see `fewjax.models.norm`).
+A convolution followed by batch norm has no bias: batch norm subtracts each channel's mean, so such a bias would
+never change an output nor receive a gradient (it would only cost a pass over the largest activations).
 
 `conv_grad` picks how the convolutions are differentiated: "xla" (JAX's own rule: two more convolutions),
 "matmul" (the weight gradient as matrix products, `fewjax.models.conv`; several times faster on XLA:CPU), or
@@ -59,7 +61,7 @@ class Conv4(nn.Module):
         for i in range(self.blocks):
             strides = (2, 2) if self.pool == "stride" else (1, 1)
             x = nn.Conv(self.hidden, (3, 3), strides=strides, padding="SAME", dtype=self.dtype, name=f"conv{i}",
-                        **conv_kw)(x)
+                        use_bias=self.norm != "batch", **conv_kw)(x)
             norm = make_norm(self.norm, f"norm{i}")
             if norm is not None:
                 x = norm(x)

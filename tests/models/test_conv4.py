@@ -48,3 +48,24 @@ def test_head_mask_and_anil_on_conv4():
 def test_unknown_norm_is_a_clear_error():
     with pytest.raises(ValueError, match="norm='group'"):
         Conv4(norm="group").init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer", "none"])
+def test_conv_grad_choices_agree_to_second_order(norm):
+    x = jax.random.normal(jax.random.key(3), (6, 28, 28, 1))
+    y = jnp.arange(6) % 3
+    models = {g: Conv4(num_classes=3, hidden=8, norm=norm, conv_grad=g) for g in ("xla", "matmul")}
+    params = models["xla"].init(jax.random.key(0), x)["params"]
+    assert ("bias" in params["conv0"]) == (norm != "batch")  # batch norm would cancel a conv bias
+    task = fewjax.Task(fewjax.Batch(x[:3], y[:3]), fewjax.Batch(x[3:], y[3:]))
+
+    def meta_grad(model):
+        loss_fn = fewjax.classification_loss(apply_fn(model))
+        return jax.grad(lambda p: fewjax.maml_loss(loss_fn, p, task, inner_steps=2, inner_lr=0.4)[0])(params)
+
+    chex.assert_trees_all_close(meta_grad(models["matmul"]), meta_grad(models["xla"]), rtol=2e-4, atol=2e-5)
+
+
+def test_bad_conv_grad_is_named():
+    with pytest.raises(ValueError, match="conv_grad='fast'"):
+        Conv4(conv_grad="fast").init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
