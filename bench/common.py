@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 import fewjax
 from fewjax.train.config import base_config
-from fewjax.train.methods import build_method, outer_optimizer
+from fewjax.train.methods import build_method, outer_optimizer, task_chunk_size
 from fewjax.train.step import init_state, make_train_step
 from fewjax.types import Batch, Task
 
@@ -86,6 +86,8 @@ class Run(NamedTuple):
     state: Any
     batches: list  # a few distinct meta-batches on the device, cycled through
     tasks: int
+    config: Any  # the trainer config
+    chunk_size: int | None  # tasks vmapped at once (None: the whole meta-batch), from config.task_loop
 
 
 def build(cfg: dict, *, tasks: int | None = None, remat: bool = False, num_batches: int = 2, seed: int = 0,
@@ -101,7 +103,8 @@ def build(cfg: dict, *, tasks: int | None = None, remat: bool = False, num_batch
     batches = [random_tasks(k, tasks=c.meta_batch_size, n_way=cfg["n_way"], k_shot=cfg["k_shot"],
                             q_query=cfg["q_query"], sorted_support=cfg["kind"] == "proto") for k in keys]
     jax.block_until_ready(batches)
-    return Run(step, state, batches, c.meta_batch_size)
+    chunk = task_chunk_size(c)
+    return Run(step, state, batches, c.meta_batch_size, c, None if chunk == c.meta_batch_size else chunk)
 
 
 # ----------------------------------------------------------------------------------------------- memory

@@ -70,11 +70,15 @@ def _json_lines(text: str) -> list[dict]:
     return out
 
 
-def run_fewjax(workload: str, *, steps: int, warmup: int, timeout: float) -> dict:
+PLAIN_JAX = ("task_loop=vmap", "model.conv_grad=xla")  # the program without the CPU paths (bench/README.md)
+
+
+def run_fewjax(workload: str, *, steps: int, warmup: int, timeout: float, overrides=()) -> dict:
     cmd = [sys.executable, str(HERE / "throughput.py"), "--workload", workload, "--steps", str(steps),
-           "--warmup", str(warmup)]
+           "--warmup", str(warmup)] + [a for kv in overrides for a in ("--set", kv)]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return _run(cmd, env=env, cwd=ROOT, timeout=timeout, impl="fewjax (trainer step)", workload=workload)
+    impl = "fewjax (trainer step)" + (f" [{', '.join(overrides)}]" if overrides else "")
+    return _run(cmd, env=env, cwd=ROOT, timeout=timeout, impl=impl, workload=workload)
 
 
 def run_peer(python: str, impl: str, workload: str, *, steps: int, warmup: int, timeout: float) -> dict:
@@ -107,7 +111,7 @@ def ratios(records: list[dict]) -> list[dict]:
     """Per workload: fewjax tasks/s over the fastest peer's, and the memory figures side by side."""
     rows = []
     for w in sorted({r["workload"] for r in records}):
-        ours = [r for r in records if r["workload"] == w and r["impl"].startswith("fewjax") and "error" not in r]
+        ours = [r for r in records if r["workload"] == w and r["impl"] == "fewjax (trainer step)" and "error" not in r]
         peers = [r for r in records if r["workload"] == w and not r["impl"].startswith("fewjax") and "error" not in r]
         if not ours or not peers:
             continue
@@ -167,6 +171,8 @@ def parse_args(argv=None):
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per process before it is abandoned")
     ap.add_argument("--table-only", action="store_true", help="rebuild the tables from side_by_side.json")
+    ap.add_argument("--plain-jax", default="", help="workloads (comma list) to also run as the plain vmapped "
+                    f"JAX program ({', '.join(PLAIN_JAX)}), for the before/after figure")
     args = ap.parse_args(argv)
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     bad = [w for w in workloads if w not in ("W1", "W2", "W3", "W4")]
@@ -192,12 +198,13 @@ def main(argv=None) -> dict:
                 machine=f"{os.cpu_count()}-core CPU ({os.uname().machine})", torch_python=args.torch_python)
     records = []
     for w in workloads:
-        todo = [("fewjax", None)] + ([("peer", "protonet")] if w == "W4" else
-                                     [("peer", i) for i in args.impls.split(",") if i])
+        todo = [("fewjax", None)] + ([("plain", None)] if w in args.plain_jax.split(",") else [])
+        todo += [("peer", "protonet")] if w == "W4" else [("peer", i) for i in args.impls.split(",") if i]
         for kind, impl in todo:
-            print(f"== {w} {impl or 'fewjax'}", file=sys.stderr, flush=True)
-            if kind == "fewjax":
-                rec = run_fewjax(w, steps=args.steps, warmup=args.warmup, timeout=args.timeout)
+            print(f"== {w} {impl or kind}", file=sys.stderr, flush=True)
+            if kind in ("fewjax", "plain"):
+                rec = run_fewjax(w, steps=args.steps, warmup=args.warmup, timeout=args.timeout,
+                                 overrides=PLAIN_JAX if kind == "plain" else ())
             else:
                 rec = run_peer(args.torch_python, impl, w, steps=args.steps, warmup=args.warmup,
                                timeout=args.timeout)

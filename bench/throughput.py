@@ -35,10 +35,11 @@ ALL = ("W1", "W2", "W3", "W4", "W5", "W6")
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 
 
-def bench_step(name: str, *, steps: int, warmup: int, tasks: int | None = None, remat: bool = False) -> dict:
+def bench_step(name: str, *, steps: int, warmup: int, tasks: int | None = None, remat: bool = False,
+               overrides: dict | None = None) -> dict:
     """W1-W4: compile, then time the trainer's step."""
     cfg = WORKLOADS[name]
-    run = build(cfg, tasks=tasks if cfg["kind"] == "maml" else None, remat=remat)
+    run = build(cfg, tasks=tasks if cfg["kind"] == "maml" else None, remat=remat, overrides=overrides)
     compiled, compile_s = compile_step(run)
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -49,13 +50,13 @@ def bench_step(name: str, *, steps: int, warmup: int, tasks: int | None = None, 
     rec = dict(impl="fewjax (trainer step)", workload=name, tasks=run.tasks, **summarize(times, run.tasks),
                warmup=warmup, compile_s=round(compile_s, 2), **xla_memory(compiled),
                step_rss_delta_mb=round(peak_rss_mb() - before, 1) if reset and before else None,
-               peak_rss_mb=round(peak_rss_mb() or 0.0, 1), gflop_per_step=round(flops / 1e9, 2),
-               achieved_gflops=round(flops / 1e9 / summarize(times, run.tasks)["median_step_s"], 2),
-               remat=remat)
+               peak_rss_mb=round(peak_rss_mb() or 0.0, 1), xla_cost_gflop=round(flops / 1e9, 2),
+               remat=remat, task_loop=run.config.task_loop, chunk_size=run.chunk_size,
+               conv_grad=run.config.model.conv_grad)
     return rec
 
 
-def bench_eval(*, episodes: int = 600, batch_size: int = 50) -> list[dict]:
+def bench_eval(*, episodes: int = 600, batch_size: int = 50, overrides: dict | None = None) -> list[dict]:
     """W5: seconds to evaluate `episodes` 5-way 1-shot test episodes, compile included, for MAML and ProtoNet."""
     from fewjax.data import episodes as make_episodes
     from fewjax.data import omniglot
@@ -69,10 +70,7 @@ def bench_eval(*, episodes: int = 600, batch_size: int = 50) -> list[dict]:
     sampler = make_episodes(source, ways=5, shots=1, queries=15, seed=0)
     out = []
     for method_name in ("maml", "protonet"):
-        if method_name == "maml":
-            c = trainer_config(WORKLOADS["W1"])
-        else:
-            c = trainer_config(WORKLOADS["W4"])
+        c = trainer_config(WORKLOADS["W1" if method_name == "maml" else "W4"], overrides=overrides)
         c.test_ways, c.test_shots, c.test_queries, c.eval_inner_steps = 5, 1, 15, 3
         method = build_method(c)
         params = method.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
@@ -89,36 +87,40 @@ def bench_eval(*, episodes: int = 600, batch_size: int = 50) -> list[dict]:
     return out
 
 
-def bench_memory(*, inner_steps=(1, 5, 10, 20), tasks: int | None = None) -> list[dict]:
+def bench_memory(*, inner_steps=(1, 5, 10, 20), tasks: int | None = None, overrides: dict | None = None) -> list[dict]:
     """W6: XLA's planned bytes of one second-order MAML step (W2 shapes) per inner-step count, remat off/on."""
     out = []
     for n in inner_steps:
         row = {}
         for remat in (False, True):
             cfg = dict(WORKLOADS["W2"], inner_steps=n)
-            run = build(cfg, tasks=tasks, remat=remat, num_batches=1)
+            run = build(cfg, tasks=tasks, remat=remat, num_batches=1, overrides=overrides)
             compiled, compile_s = compile_step(run)
             row[remat] = dict(**xla_memory(compiled), compile_s=round(compile_s, 2))
+            loop = dict(task_loop=run.config.task_loop, chunk_size=run.chunk_size)
             del run, compiled
         out.append(dict(impl="fewjax (trainer step)", workload="W6", inner_steps=n,
                         tasks=tasks or WORKLOADS["W2"]["tasks"],
                         xla_peak_mb_no_remat=row[False]["xla_peak_mb"], xla_peak_mb_remat=row[True]["xla_peak_mb"],
                         remat_ratio=round(row[True]["xla_peak_mb"] / row[False]["xla_peak_mb"], 3),
                         compile_s_no_remat=row[False]["compile_s"], compile_s_remat=row[True]["compile_s"],
+                        **loop,
                         notes="compiled, not executed: XLA buffer assignment (args + outputs + temps - aliases)"))
     return out
 
 
-def run_workload(name: str, *, steps: int, warmup: int, tasks: int | None = None) -> list[dict]:
+def run_workload(name: str, *, steps: int, warmup: int, tasks: int | None = None,
+                 overrides: dict | None = None) -> list[dict]:
     if name in ("W1", "W2", "W3", "W4"):
-        recs = [bench_step(name, steps=steps, warmup=warmup, tasks=tasks)]
+        recs = [bench_step(name, steps=steps, warmup=warmup, tasks=tasks, overrides=overrides)]
     elif name == "W5":
-        recs = bench_eval()
+        recs = bench_eval(overrides=overrides)
     elif name == "W6":
-        recs = bench_memory(tasks=tasks)
+        recs = bench_memory(tasks=tasks, overrides=overrides)
     else:
         raise ValueError(f"unknown workload {name!r}; choose one of {ALL} or 'all'.")
-    common = dict(**machine(), versions=versions(), time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    common = dict(**machine(), versions=versions(), time=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  overrides=overrides or {})
     return [dict(r, **common) for r in recs]
 
 
@@ -130,7 +132,13 @@ def parse_args(argv=None):
     ap.add_argument("--tasks", type=int, default=None, help="override the MAML meta-batch (W1-W3, W6; default 32)")
     ap.add_argument("--out", type=Path, default=None, help="JSONL file to append to")
     ap.add_argument("--no-save", action="store_true", help="print only")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="trainer config override, e.g. --set task_loop=vmap --set model.conv_grad=xla")
     args = ap.parse_args(argv)
+    bad_sets = [kv for kv in args.set if "=" not in kv]
+    if bad_sets:
+        ap.error(f"--set takes KEY=VALUE; got {', '.join(bad_sets)}")
+    args.overrides = dict(kv.split("=", 1) for kv in args.set)
     names = ALL if args.workload == "all" else tuple(w.strip() for w in args.workload.split(","))
     bad = [w for w in names if w not in ALL]
     if bad:
@@ -146,7 +154,8 @@ def main(argv=None) -> list[dict]:
     args, names = parse_args(argv)
     records = []
     for name in names:
-        for rec in run_workload(name, steps=args.steps, warmup=args.warmup, tasks=args.tasks):
+        for rec in run_workload(name, steps=args.steps, warmup=args.warmup, tasks=args.tasks,
+                                overrides=args.overrides):
             print(json.dumps(rec), flush=True)
             if not args.no_save:
                 write_result(rec, args.out)
