@@ -103,6 +103,7 @@ def _run(cmd, *, env, cwd, timeout, impl, workload) -> dict:
         tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or [""]
         return dict(impl=impl, workload=workload, error=f"exit {p.returncode}: {tail[0][:300]}")
     rec = dict(main[-1], **extra)
+    rec["impl"] = impl if rec["impl"].startswith("fewjax") else rec["impl"]
     rec["process_wall_s"] = round(time.perf_counter() - t0, 1)
     return rec
 
@@ -191,6 +192,10 @@ def main(argv=None) -> dict:
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.table_only:
         doc = json.loads((RESULTS / "side_by_side.json").read_text())
+        for r in doc["records"]:  # runs before the label carried the overrides
+            if r.get("impl", "").startswith("fewjax") and r.get("overrides") and "[" not in r["impl"]:
+                r["impl"] = "fewjax (trainer step) [" + ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) + "]"
+        doc["ratios"] = ratios(doc["records"])
         print(write_tables(doc))
         return doc
     meta = dict(time=time.strftime("%Y-%m-%dT%H:%M:%S"), load_before=[round(x, 2) for x in os.getloadavg()],

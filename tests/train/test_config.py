@@ -36,3 +36,27 @@ def test_locked_config_rejects_new_keys_and_wrong_types():
         config.totl_steps = 3
     with pytest.raises(TypeError):
         config.total_steps = "many"
+
+
+@pytest.mark.parametrize("key, value", [("task_loop", "loop"), ("model.conv_grad", "fast")])
+def test_bad_choice_is_named_before_anything_runs(key, value):
+    config = base_config()
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+        node = node[p]
+    node[leaf] = value
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        validate(config)
+
+
+@pytest.mark.parametrize("method, loop, want", [
+    ("maml", "auto", 1), ("reptile", "auto", 1), ("protonet", "auto", None), ("maml", "vmap", None),
+    ("protonet", "scan", 1),
+])
+def test_task_chunk_size_on_one_cpu_device(method, loop, want):
+    from fewjax.train.methods import task_chunk_size
+
+    config = base_config()
+    config.method, config.task_loop = method, loop
+    assert task_chunk_size(config) == want
