@@ -215,3 +215,21 @@ except ValueError as e:
 """
     stdout = run_in_subprocess(code, devices=8)
     assert "ERROR meta_batch_size=12 must be divisible by the 8 devices" in stdout
+
+
+def test_task_loop_scan_over_four_devices_trains_like_one_vmapped_device(tmp_path):
+    """meta-batch 8 on 4 devices with task_loop=scan: 2 chunks of one task per device, gradients summed."""
+    def run(devices, loop):
+        code = f"""
+from fewjax.train import train_and_evaluate
+from fewjax.train.methods import task_chunk_size
+from tests.train.test_multidevice import multi_config
+config = multi_config(None, "maml", task_loop={loop!r})
+assert task_chunk_size(config) == (4 if {loop!r} == "scan" else None)
+train_and_evaluate(config, {str(tmp_path / loop)!r}, progress=False)
+"""
+        run_in_subprocess(code, devices=devices)
+
+    run(4, "scan")
+    run(1, "vmap")
+    assert_same_training(tmp_path / "vmap", tmp_path / "scan", multi_config(None, "maml"))
