@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from fewjax.models.conv4 import CONV_GRADS
 from fewjax.train.text import TEXT_DATASETS, text_config
 
 METHODS = ("maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "finetune")
@@ -93,8 +94,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     need(c.optim.name in ("adam", "sgd"), "optim.name", c.optim.name, "choose adam or sgd")
     need(c.inner_optimizer in ("sgd", "adam"), "inner_optimizer", c.inner_optimizer, "choose sgd or adam")
     need(c.model.dtype in ("float32", "bfloat16"), "model.dtype", c.model.dtype, "choose float32 or bfloat16")
-    need(c.model.conv_grad in ("auto", "xla", "matmul"), "model.conv_grad", c.model.conv_grad,
-         "choose auto, xla or matmul")
+    need(c.model.conv_grad in CONV_GRADS, "model.conv_grad", c.model.conv_grad, f"choose one of {CONV_GRADS}")
     need(c.task_loop in ("auto", "vmap", "scan"), "task_loop", c.task_loop, "choose auto, vmap or scan")
     for key in ("total_steps",):
         need(c[key] >= 0, key, c[key], "must be >= 0")
