@@ -8,9 +8,21 @@ from absl import flags
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, with config-override errors turned into one line naming the key (exit code 2)."""
+    """absl's flag parsing, with config-override errors turned into one line naming the key (exit code 2).
+
+    A `--config` that parses is also validated here, so a bad value (`--config.task_loop=loop`) fails the same
+    way, in one line, before anything is built or compiled.
+    """
     try:
-        return flags.FLAGS(argv)
+        rest = flags.FLAGS(argv)
+        if "config" in flags.FLAGS and flags.FLAGS.config is not None:
+            from fewjax.train.config import validate
+
+            try:
+                validate(flags.FLAGS.config)
+            except ValueError as e:
+                _fail(argv[0], str(e))
+        return rest
     except flags.Error as e:
         _fail(argv[0], str(e))
     except (KeyError, AttributeError) as e:
