@@ -60,9 +60,19 @@ def trainer_config(cfg: dict, *, tasks: int | None = None, remat: bool = False, 
         node = c
         for p in parents:
             node = node[p]
-        old = node[leaf]
-        node[leaf] = type(old)(value) if isinstance(value, str) and not isinstance(old, str) else value
+        node[leaf] = _parse_like(node[leaf], value, key)
     return c
+
+
+def _parse_like(old, value, key: str):
+    """`value` (a string from the command line) as the type of the key's current value; bools spelled out."""
+    if not isinstance(value, str) or isinstance(old, str):
+        return value
+    if isinstance(old, bool):
+        if value.lower() not in ("true", "false"):
+            raise ValueError(f"--set {key}={value}: {key} is a bool; write true or false.")
+        return value.lower() == "true"
+    return type(old)(value)
 
 
 def random_tasks(key: jax.Array, *, tasks: int, n_way: int, k_shot: int, q_query: int, sorted_support: bool) -> Task:

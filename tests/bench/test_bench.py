@@ -57,3 +57,13 @@ def test_tiny_w1_step_runs_and_reports(tmp_path):
     assert rec["workload"] == "W1" and rec["tasks"] == 1
     assert rec["tasks_per_s"] > 0 and rec["compile_s"] > 0 and rec["xla_peak_mb"] > 0
     assert json.loads(out.read_text().splitlines()[0])["workload"] == "W1"
+
+
+def test_set_overrides_take_the_type_of_the_key():
+    from bench.common import WORKLOADS, trainer_config
+
+    c = trainer_config(WORKLOADS["W1"], overrides={"remat": "False", "task_loop": "vmap", "optim.lr": "3e-4"})
+    assert c.remat is False and c.task_loop == "vmap" and c.optim.lr == 3e-4
+    assert trainer_config(WORKLOADS["W1"], overrides={"remat": "true"}).remat is True
+    with pytest.raises(ValueError, match="remat is a bool; write true or false"):
+        trainer_config(WORKLOADS["W1"], overrides={"remat": "no"})
