@@ -3,7 +3,10 @@
     python bench/reproduce.py run NAME -- --config configs/omniglot_protonet.py:5w1s [--config.total_steps=...]
         trains in runs/NAME (resuming if present), then evaluates the best checkpoint on 600 test episodes of every
         setting given with --eval (default: the config's own), and appends one JSON line per evaluation to
-        bench/results/reproduction.jsonl: method, setting, accuracy, ci95, steps, wall seconds, hardware.
+        bench/results/reproduction.jsonl: method, setting, accuracy, ci95, steps, the fraction of the published
+        schedule, wall seconds summed over every resumed segment (runs/NAME/segments.jsonl: steps, seconds, load
+        average and commit of each invocation), hardware and commit. A run cut short (session end, SIGTERM) is
+        continued by the same command.
     python bench/reproduce.py table
         prints the markdown table (published vs fewjax) from bench/results/reproduction.jsonl;
         bench/readme_tables.py writes it (and the other result tables) into README.md.
@@ -37,13 +40,46 @@ def hardware() -> str:
     return f"{dev.platform}:{getattr(dev, 'device_kind', '')} x{jax.device_count()} ({os.cpu_count()} host cores)"
 
 
+PUBLISHED_STEPS = {"maml": 60000, "fomaml": 60000, "reptile": 100000, "protonet": 20000, "matching": 20000}
+"""Training steps of the published schedules (ProtoNet: the learning rate is 1e-6 after 20,000 halved-every-2000
+episodes; Reptile: 100k meta-iterations; MAML: 60k; matching networks: as ProtoNet, stopped on validation)."""
+
+
+def commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return out.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def latest_step(workdir: Path) -> int:
+    ckpts = workdir / "checkpoints"
+    steps = [int(p.name) for p in ckpts.iterdir() if p.name.isdigit()] if ckpts.is_dir() else []
+    return max(steps, default=0)
+
+
+def train_segment(workdir: Path, train_args: list[str], env: dict) -> int:
+    """Runs (or resumes) training and appends the segment to runs/NAME/segments.jsonl; returns train.py's exit code."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    first, start = latest_step(workdir), time.time()
+    proc = subprocess.run([sys.executable, "train.py", *train_args, "--workdir", str(workdir)], cwd=ROOT, env=env)
+    segment = {"from_step": first, "to_step": latest_step(workdir), "seconds": round(time.time() - start, 1),
+               "load_average_15min": os.getloadavg()[2], "commit": commit(), "exit_code": proc.returncode,
+               "ended": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    with open(workdir / "segments.jsonl", "a") as f:
+        f.write(json.dumps(segment) + "\n")
+    return proc.returncode
+
+
 def run(name: str, train_args: list[str], evals: list[str]) -> None:
     workdir = ROOT / "runs" / name
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = time.time()
-    subprocess.run([sys.executable, "train.py", *train_args, "--workdir", str(workdir)], cwd=ROOT, env=env,
-                   check=True)
-    train_seconds = time.time() - start
+    code = train_segment(workdir, train_args, env)
+    if code != 0 or not (workdir / "eval_test.json").exists():
+        sys.exit(f"training stopped (exit code {code}) before the run finished; run the same command to resume")
+    segments = [json.loads(line) for line in (workdir / "segments.jsonl").read_text().splitlines()]
+    train_seconds = sum(s["seconds"] for s in segments)
+    load = sum(s["load_average_15min"] * s["seconds"] for s in segments) / max(train_seconds, 1e-9)
     config = json.loads((workdir / "eval_test.json").read_text())
     for setting in evals or [f"{config['ways']}w{config['shots']}s"]:
         ways, shots = setting.rstrip("s").split("w")
@@ -51,8 +87,14 @@ def run(name: str, train_args: list[str], evals: list[str]) -> None:
                               shots, "--episodes", "600"], cwd=ROOT, env=env, check=True, capture_output=True,
                              text=True).stdout
         record = json.loads(out.strip().splitlines()[-1])
+        published_steps = PUBLISHED_STEPS.get(record["method"])
         record.update(run=name, setting=setting, train_args=train_args, train_wall_seconds=round(train_seconds, 1),
-                      hardware=hardware(), load_average=os.getloadavg()[0], python=platform.python_version())
+                      segments=len(segments), train_load_average=round(load, 2),
+                      trained_steps=segments[-1]["to_step"],
+                      schedule_fraction=(round(segments[-1]["to_step"] / published_steps, 3) if published_steps
+                                         else None),
+                      hardware=hardware(), load_average=os.getloadavg()[0], python=platform.python_version(),
+                      commit=commit())
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         with open(RESULTS, "a") as f:
             f.write(json.dumps(record) + "\n")

@@ -38,6 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_every = 500
     c.checkpoint_every = 500
     c.keep_checkpoints = 3
+    c.early_stop_patience = 0  # stop after this many validations without a new best (Snell et al.); 0 = off
     c.val_episodes = 200
     c.test_episodes = 600
     c.eval_batch_size = 50
@@ -96,7 +97,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     need(c.model.dtype in ("float32", "bfloat16"), "model.dtype", c.model.dtype, "choose float32 or bfloat16")
     need(c.model.conv_grad in CONV_GRADS, "model.conv_grad", c.model.conv_grad, f"choose one of {CONV_GRADS}")
     need(c.task_loop in ("auto", "vmap", "scan"), "task_loop", c.task_loop, "choose auto, vmap or scan")
-    for key in ("total_steps",):
+    for key in ("total_steps", "early_stop_patience"):
         need(c[key] >= 0, key, c[key], "must be >= 0")
     for key in ("ways", "shots", "queries", "test_ways", "test_shots", "test_queries", "meta_batch_size",
                 "steps_per_call", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",

@@ -34,7 +34,7 @@ from fewjax.train.step import TrainState, init_state, make_train_step
 logger = logging.getLogger(__name__)
 
 RUNTIME_KEYS = {"total_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "val_episodes",
-                "test_episodes", "eval_batch_size", "data_dir", "steps_per_call", "fsdp"}
+                "test_episodes", "eval_batch_size", "data_dir", "steps_per_call", "fsdp", "early_stop_patience"}
 """Keys a resumed run may change; any other difference means the workdir belongs to another experiment."""
 
 
@@ -59,8 +59,10 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     state = init_state(params, tx, ema=config.ema_decay > 0)
     placement = state_shardings(state, mesh)
     state = jax.device_put(state, placement)
+    resumed_metrics = None
     if ckpts.latest_step() is not None:
         state, info = ckpts.restore(state)
+        resumed_metrics = info["metrics"]
         logger.info("resumed from step %d in %s", info["step"], ckpts.directory)
 
     on_device = getattr(train_sampler, "fits_on_device", True)
@@ -84,10 +86,11 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     stop = _StopFlag()
     step = int(state.step)
     val_key = f"val_{metric}"
+    early = _EarlyStop(config.early_stop_patience * config.eval_every, resumed_metrics, step)
     try:
         with stop, tqdm(total=config.total_steps, initial=step, desc="train", unit="step",
                         disable=not progress or jax.process_index() != 0) as bar:
-            while step < config.total_steps:
+            while step < config.total_steps and not early.stopped(step):
                 state, metrics = step_fn(state, data if on_device else next(host_batches))
                 step += config.steps_per_call
                 bar.update(config.steps_per_call)
@@ -102,10 +105,14 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
                     if state.ema_params is not None:
                         val[f"val_ema_{metric}"] = validate_now(state.ema_params)[metric]
                     writer.write(step, val, prefix="val")
+                    early.update(step, _rank(val, val_key, metric)["val_accuracy"])
+                if early.stopped(step):
+                    bar.write(f"early stop at step {step}: no new best {val_key} in {config.early_stop_patience} "
+                              f"validations since step {early.best_step}", file=sys.stderr)
                 if step % config.checkpoint_every == 0 or val is not None or last or stop.requested:
                     _check_finite(state, {})
-                    ckpts.save(step, state, config=config.to_dict(), metrics=_rank(val, val_key, metric),
-                               force=True)
+                    ckpts.save(step, state, config=config.to_dict(),
+                               metrics={**(_rank(val, val_key, metric) or {}), **early.metrics()}, force=True)
                 if stop.requested:
                     ckpts.wait()
                     bar.write(f"{stop.name} received: checkpoint of step {step} saved in {ckpts.directory}; "
@@ -210,6 +217,26 @@ def _host_batches(sampler, config, start_step, mesh):
     axis = 0 if config.steps_per_call == 1 else 1
     return prefetch(gen(), size=2, put=lambda t: shard_local_tasks(t, mesh, meta_batch_size=config.meta_batch_size,
                                                                   axis=axis))
+
+
+class _EarlyStop:
+    """Stops training `window` steps after the best validation; its state travels in every checkpoint's metrics."""
+
+    def __init__(self, window: int, saved_metrics: dict | None, step: int):
+        self.window = window
+        saved = saved_metrics or {}
+        self.best_step = int(saved.get("best_val_step", step))
+        self.best_value = float(saved.get("best_val", -np.inf))
+
+    def metrics(self) -> dict:
+        return {"best_val_step": self.best_step, "best_val": self.best_value} if self.best_value > -np.inf else {}
+
+    def update(self, step: int, value: float) -> None:
+        if value > self.best_value:
+            self.best_step, self.best_value = step, value
+
+    def stopped(self, step: int) -> bool:
+        return self.window > 0 and step - self.best_step >= self.window
 
 
 class _StopFlag:

@@ -100,3 +100,15 @@ def test_missing_image_folder_is_a_clear_error(tmp_path):
     c.dataset, c.data_dir = "image_folder", str(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         train_and_evaluate(c, tmp_path / "w", progress=False)
+
+
+def test_early_stopping_stops_after_patience_and_a_rerun_does_not_train_again(image_root, tmp_path):
+    # lr 0: validation never improves after its first value, so the run stops `patience` validations later.
+    config = tiny_config(image_root, "protonet", total_steps=20, early_stop_patience=1, **{"optim.lr": 0.0})
+    train_and_evaluate(config, tmp_path, progress=False)
+    with Checkpoints(tmp_path / "checkpoints", read_only=True) as ckpts:
+        assert ckpts.latest_step() == 4
+    rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    record = train_and_evaluate(config, tmp_path, progress=False)  # same command again: nothing left to train
+    assert (tmp_path / "metrics.jsonl").read_text().splitlines() == rows
+    assert record["step"] == 4  # ties: the latest of the equally good checkpoints
