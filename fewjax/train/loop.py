@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from fewjax.data.pipeline import prefetch
 from fewjax.eval.evaluate import TEST_SEED, VAL_SEED, evaluate
 from fewjax.train.checkpoint import Checkpoints
-from fewjax.train.config import validate
+from fewjax.train.config import base_config, validate
 from fewjax.train.data import make_sampler
 from fewjax.train.methods import build_method, outer_optimizer
 from fewjax.train.metrics import MetricWriter
@@ -34,7 +34,8 @@ from fewjax.train.step import TrainState, init_state, make_train_step
 logger = logging.getLogger(__name__)
 
 RUNTIME_KEYS = {"total_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "val_episodes",
-                "test_episodes", "eval_batch_size", "data_dir", "steps_per_call", "fsdp", "early_stop_patience"}
+                "test_episodes", "eval_batch_size", "data_dir", "steps_per_call", "fsdp", "early_stop_patience",
+                "within_alphabet"}
 """Keys a resumed run may change; any other difference means the workdir belongs to another experiment."""
 
 
@@ -145,7 +146,7 @@ def describe(config, *, split, checkpoint, step, result) -> dict:
     return {
         "method": config.method, "dataset": config.dataset, "split": split, "ways": config.test_ways,
         "shots": config.test_shots, "queries": config.test_queries, "checkpoint": checkpoint, "step": int(step),
-        **result,
+        **({"within_alphabet": True} if config.within_alphabet and split == "test" else {}), **result,
     }
 
 
@@ -162,7 +163,7 @@ def check_resumable(ckpts: Checkpoints, config) -> None:
     """Refuses a workdir whose checkpoints were written by another experiment."""
     if ckpts.latest_step() is None:
         return
-    saved = flatten(ckpts.read_config())
+    saved = {**flatten(base_config().to_dict()), **flatten(ckpts.read_config())}  # keys added since: defaults
     current = flatten(config.to_dict())
     differ = sorted(k for k in set(saved) | set(current)
                     if k.split(".")[0] not in RUNTIME_KEYS and saved.get(k) != current.get(k))
