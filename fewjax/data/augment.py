@@ -98,6 +98,50 @@ def random_shift(max_shift: int, *, per: str = "example", fill: float = 0.0) -> 
     return lambda key, x: _apply(one, key, x, per)
 
 
+def affine_transform(img: jax.Array, matrix: jax.Array, offset: jax.Array, *, fill: float = 0.0) -> jax.Array:
+    """`img[H, W, C]` resampled bilinearly at `matrix @ (row, col) + offset`.
+
+    As `scipy.ndimage.affine_transform(..., order=1, mode="grid-constant", cval=fill)`: outside the image is `fill`.
+    """
+    h, w = img.shape[:2]
+    grid = jnp.stack(jnp.meshgrid(jnp.arange(h, dtype=img.dtype), jnp.arange(w, dtype=img.dtype), indexing="ij"))
+    coords = jnp.einsum("ij,jhw->ihw", matrix.astype(img.dtype), grid) + offset.astype(img.dtype)[:, None, None]
+    sample = lambda channel: jax.scipy.ndimage.map_coordinates(channel, list(coords), order=1, mode="constant",
+                                                               cval=fill)
+    return jax.vmap(sample, in_axes=2, out_axes=2)(img)
+
+
+def random_affine(*, max_rotation: float = 10.0, max_shear: float = 0.3, max_scale: float = 0.2,
+                  max_shift: float = 2.0, per: str = "example", fill: float = 0.0) -> Augment:
+    """Small random distortions of strokes about the image centre, bilinear (the one-shot literature's augmentation).
+
+    Draws uniformly: a rotation in degrees from [-max_rotation, max_rotation], a shear factor from
+    [-max_shear, max_shear], a scale per axis from [1 - max_scale, 1 + max_scale] and a shift per axis in pixels
+    from [-max_shift, max_shift]. All zero gives the image back unchanged.
+    """
+    _check_per(per)
+    for name, value in (("max_rotation", max_rotation), ("max_shear", max_shear), ("max_scale", max_scale),
+                        ("max_shift", max_shift)):
+        if not value >= 0:
+            raise ValueError(f"{name} must be >= 0; got {value!r}.")
+    if max_scale >= 1:
+        raise ValueError(f"max_scale must be < 1 (scales lie in [1 - max_scale, 1 + max_scale]); got {max_scale!r}.")
+
+    def one(key, img):
+        k_rot, k_shear, k_scale, k_shift = jax.random.split(key, 4)
+        angle = jnp.deg2rad(jax.random.uniform(k_rot, (), minval=-max_rotation, maxval=max_rotation))
+        shear = jax.random.uniform(k_shear, (), minval=-max_shear, maxval=max_shear)
+        scale = jax.random.uniform(k_scale, (2,), minval=1 - max_scale, maxval=1 + max_scale)
+        shift = jax.random.uniform(k_shift, (2,), minval=-max_shift, maxval=max_shift)
+        cos, sin = jnp.cos(angle), jnp.sin(angle)
+        rotation = jnp.array([[cos, -sin], [sin, cos]])
+        matrix = rotation @ jnp.array([[1.0, shear], [0.0, 1.0]]) @ jnp.diag(1.0 / scale)  # output -> input
+        centre = (jnp.array(img.shape[:2], jnp.float32) - 1) / 2
+        return affine_transform(img, matrix, centre - matrix @ centre - shift, fill=fill)
+
+    return lambda key, x: _apply(one, key, x, per)
+
+
 def compose(*augments: Augment) -> Augment:
     """Applies `augments` in order, each with its own key."""
 

@@ -32,6 +32,8 @@ class _Flags:
         flags.DEFINE_string("label_column", None, "Text checkpoints with --data FILE: the column holding the label.")
         flags.DEFINE_string("data_dir", None, "Where the dataset files are, if not where training found them.")
         flags.DEFINE_bool("ema", False, "Evaluate the EMA parameters (if the run kept them).")
+        flags.DEFINE_bool("within_alphabet", None, "Omniglot: Lake's one-shot test, every episode's classes from one "
+                          "alphabet, support and query drawn by different people (default: the run's config).")
 
 
 EVAL_FLAGS = _Flags()
@@ -50,7 +52,7 @@ def evaluate_workdir(f) -> dict:
         config = base_config()
         config.update_from_flattened_dict(flatten(ckpts.read_config(which)))
         overrides = {"test_ways": f.ways, "test_shots": f.shots, "test_queries": f.queries,
-                     "eval_inner_steps": f.inner_steps, "data_dir": f.data_dir}
+                     "eval_inner_steps": f.inner_steps, "data_dir": f.data_dir, "within_alphabet": f.within_alphabet}
         for key, value in overrides.items():
             if value is not None:
                 config[key] = value

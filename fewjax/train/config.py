@@ -25,6 +25,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.data_dir = ""  # "" = $FEWJAX_DATA_DIR, else the user cache (downloads Omniglot there)
     c.split = "vinyals"  # omniglot: "vinyals" or "lake"
     c.image_size = 28
+    # Training augmentation: small random affine distortions of every training image (Lake-style one-shot work).
+    c.augment = ml_collections.ConfigDict()
+    c.augment.affine = False
+    c.augment.max_rotation = 10.0  # degrees
+    c.augment.max_shear = 0.3
+    c.augment.max_scale = 0.2  # scales in [1 - max_scale, 1 + max_scale]
+    c.augment.max_shift = 2.0  # pixels
+    c.within_alphabet = False  # omniglot test episodes: all classes from one alphabet, support/query drawers differ
     c.seed = 0
 
     c.ways, c.shots, c.queries = 5, 1, 15  # training episodes
@@ -119,3 +127,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
         need(c.method in ("maml", "fomaml", "metasgd", "anil", "reptile"), "method", c.method,
              "sinusoid regression needs a MAML-family method or reptile")
     need(0.0 <= c.ema_decay < 1.0, "ema_decay", c.ema_decay, "must lie in [0, 1)")
+    need(not c.within_alphabet or c.dataset == "omniglot", "within_alphabet", c.within_alphabet,
+         "within-alphabet episodes need dataset=omniglot (Lake's protocol; train with split=lake on the background "
+         "alphabets only)")
+    need(not c.augment.affine or c.model.name == "conv4", "augment.affine", c.augment.affine, "is for images")
+    need(0 <= c.augment.max_scale < 1, "augment.max_scale", c.augment.max_scale, "must lie in [0, 1)")
+    for key in ("max_rotation", "max_shear", "max_shift"):
+        need(c.augment[key] >= 0, f"augment.{key}", c.augment[key], "must be >= 0")

@@ -4,10 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import fewjax.data as fd
+from fewjax.data.within_group import alphabet_of, within_group_episodes
 from fewjax.train.text import TEXT_DATASETS
 
 OMNIGLOT_SPLITS = {"vinyals": {"train": "train", "val": "val", "test": "test"},
-                   "lake": {"train": "background", "val": "evaluation", "test": "evaluation"}}
+                   "lake": {"train": "background", "val": "background", "test": "evaluation"}}
+"""Lake's protocol has no validation alphabets: validation episodes (a seed of their own) come from the background
+alphabets, so no evaluation alphabet influences which checkpoint is kept."""
 
 
 def make_source(config, split: str, *, data_path: str | None = None):
@@ -41,5 +44,17 @@ def make_sampler(config, split: str, *, seed: int, data_path: str | None = None)
     if config.dataset == "sinusoid" and data_path is None:
         return fd.sinusoid(shots=shots, queries=queries, seed=seed)
     ways = config.ways if train else config.test_ways
-    return fd.episodes(make_source(config, split, data_path=data_path), ways=ways, shots=shots, queries=queries,
-                       seed=seed)
+    source = make_source(config, split, data_path=data_path)
+    if split == "test" and config.within_alphabet and data_path is None:
+        return within_group_episodes(source, groups=[alphabet_of(n) for n in source.class_names], ways=ways,
+                                     shots=shots, queries=queries, seed=seed)
+    augment = _augment(config) if train else None
+    return fd.episodes(source, ways=ways, shots=shots, queries=queries, seed=seed, augment=augment)
+
+
+def _augment(config):
+    a = config.augment
+    if not a.affine:
+        return None
+    return fd.augment.random_affine(max_rotation=a.max_rotation, max_shear=a.max_shear, max_scale=a.max_scale,
+                                    max_shift=a.max_shift)

@@ -66,3 +66,29 @@ def test_bad_arguments():
         augment.random_shift(-1)
     with pytest.raises(ValueError, match=r"\[ways, n, H, W, C\]"):
         augment.random_flip()(jax.random.key(0), jnp.zeros((3, 4, 7)))
+
+
+@pytest.mark.parametrize("matrix,offset", [
+    (np.eye(2), np.zeros(2)),
+    (np.array([[0.9, 0.2], [-0.1, 1.1]]), np.array([0.7, -1.3])),
+    (np.array([[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]]), np.array([1.0, 2.0])),
+])
+def test_affine_transform_equals_scipy(matrix, offset):
+    import scipy.ndimage
+
+    img = np.asarray(X[0, 0])
+    ours = augment.affine_transform(jnp.asarray(img), jnp.asarray(matrix, jnp.float32),
+                                    jnp.asarray(offset, jnp.float32))
+    ref = scipy.ndimage.affine_transform(img[..., 0], matrix, offset, order=1, mode="grid-constant", cval=0.0)
+    np.testing.assert_allclose(np.asarray(ours)[..., 0], ref, atol=1e-5)
+
+
+def test_random_affine_is_identity_at_zero_and_distorts_otherwise():
+    key = jax.random.key(3)
+    same = augment.random_affine(max_rotation=0, max_shear=0, max_scale=0, max_shift=0)(key, X)
+    np.testing.assert_allclose(np.asarray(same), np.asarray(X), atol=1e-6)
+    out = jax.jit(augment.random_affine(per="example"))(key, X)
+    assert out.shape == X.shape and not np.allclose(np.asarray(out), np.asarray(X))
+    assert float(jnp.abs(out[0, 0] - out[0, 1]).max()) > 0  # independent draws per example
+    with pytest.raises(ValueError, match="max_scale"):
+        augment.random_affine(max_scale=1.5)

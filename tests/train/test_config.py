@@ -38,7 +38,8 @@ def test_locked_config_rejects_new_keys_and_wrong_types():
         config.total_steps = "many"
 
 
-@pytest.mark.parametrize("key, value", [("task_loop", "loop"), ("model.conv_grad", "fast")])
+@pytest.mark.parametrize("key, value", [("task_loop", "loop"), ("model.conv_grad", "fast"),
+                                        ("augment.max_scale", 1.5), ("early_stop_patience", -1)])
 def test_bad_choice_is_named_before_anything_runs(key, value):
     config = base_config()
     *parents, leaf = key.split(".")
@@ -60,3 +61,19 @@ def test_task_chunk_size_on_one_cpu_device(method, loop, want):
     config = base_config()
     config.method, config.task_loop = method, loop
     assert task_chunk_size(config) == want
+
+
+def test_within_alphabet_needs_omniglot():
+    config = base_config()
+    config.dataset, config.within_alphabet = "image_folder", True
+    with pytest.raises(ValueError, match="within_alphabet"):
+        validate(config)
+
+
+def test_affine_augmentation_reaches_the_training_sampler_only(image_root):
+    from fewjax.train.data import make_sampler
+    from tests.train.conftest import tiny_config
+
+    config = tiny_config(image_root, "protonet", **{"augment.affine": True})
+    assert make_sampler(config, "train", seed=0).augment is not None
+    assert make_sampler(config, "test", seed=0).augment is None
