@@ -67,3 +67,21 @@ def test_set_overrides_take_the_type_of_the_key():
     assert trainer_config(WORKLOADS["W1"], overrides={"remat": "true"}).remat is True
     with pytest.raises(ValueError, match="remat is a bool; write true or false"):
         trainer_config(WORKLOADS["W1"], overrides={"remat": "no"})
+
+
+def test_curves_record_keeps_validation_rows_and_plot_writes_a_png(tmp_path):
+    from bench import curves
+
+    run = tmp_path / "runs" / "pn"
+    run.mkdir(parents=True)
+    rows = [{"step": s, "train/loss": 1.0 / s} for s in range(10, 101, 10)] + [{"step": 55, "val/val_accuracy": 0.9}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (run / "segments.jsonl").write_text(json.dumps({"from_step": 0, "to_step": 100, "seconds": 7200.0}) + "\n")
+    path = curves.record("pn", runs=tmp_path / "runs", every=20, out=tmp_path / "curves")
+    header, *kept = [json.loads(line) for line in path.read_text().splitlines()]
+    assert header["segments"][0]["to_step"] == 100
+    assert [r["step"] for r in kept] == [20, 40, 55, 60, 80, 100]
+    png = curves.plot("pn", curves=tmp_path / "curves", out=tmp_path / "plots")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="missing or empty"):
+        curves.record("absent", runs=tmp_path / "runs", out=tmp_path / "curves")
