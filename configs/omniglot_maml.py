@@ -9,15 +9,17 @@ Expected:  published 5w1s 98.7, 5w5s 99.9, 20w1s 95.8, 20w5s 98.9 (Finn et al. 2
 Presets:   5w1s, 5w5s (1 inner step at lr 0.4, meta-batch 32; 3 steps at test), 20w1s, 20w5s (5 inner steps at
            lr 0.1, meta-batch 16; 5 at test). 15 query examples per class, Adam 1e-3. First-order MAML:
            configs/omniglot_fomaml.py; Meta-SGD and ANIL: --config.method=metasgd / anil.
+           lake: Lake et al.'s one-shot challenge (train on the background alphabets only; test 20-way 1-shot
+           within one evaluation alphabet, support and query by different drawers; fewjax.train.config.lake_protocol).
 """
-from fewjax.train.config import base_config
+from fewjax.train.config import LAKE_PRESET, base_config, lake_protocol
 from fewjax.train.config import preset as preset_setting
 
 PRESETS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
 
 
 def get_config(preset: str = "5w1s", method: str = "maml"):
-    ways, shots = preset_setting(preset, PRESETS, "omniglot_maml.py")
+    ways, shots = preset_setting(preset, {**PRESETS, **LAKE_PRESET}, "omniglot_maml.py")
     c = base_config()
     c.method = method
     c.ways = c.test_ways = ways
@@ -30,4 +32,4 @@ def get_config(preset: str = "5w1s", method: str = "maml"):
     c.optim.lr = 1e-3
     c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 60000, 100, 1000, 1000
     c.val_episodes = 200
-    return c
+    return lake_protocol(c) if preset == "lake" else c

@@ -9,15 +9,17 @@ Expected:  published 5w1s 98.8, 5w5s 99.7, 20w1s 96.0, 20w5s 98.9 (Snell et al. 
 Presets:   quick (the README's first run: 5-way 1-shot test, 30-way training episodes, 300 steps: ~5 min on a
            2-core CPU), and 5w1s, 5w5s, 20w1s, 20w5s (the test setting). Training episodes are 60-way with 5 queries per class and
            the test shot count, one episode per step, Adam 1e-3 halved every 2000 episodes, as in the paper.
+           lake: Lake et al.'s one-shot challenge (train on the background alphabets only; test 20-way 1-shot
+           within one evaluation alphabet, support and query by different drawers; fewjax.train.config.lake_protocol).
 """
-from fewjax.train.config import base_config
+from fewjax.train.config import LAKE_PRESET, base_config, lake_protocol
 from fewjax.train.config import preset as preset_setting
 
 PRESETS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
 
 
 def get_config(preset: str = "5w1s"):
-    ways, shots = preset_setting(preset, {**PRESETS, "quick": (5, 1)}, "omniglot_protonet.py")
+    ways, shots = preset_setting(preset, {**PRESETS, **LAKE_PRESET, "quick": (5, 1)}, "omniglot_protonet.py")
     c = base_config()
     c.method = "protonet"
     c.ways, c.shots, c.queries = 60, shots, 5
@@ -30,4 +32,4 @@ def get_config(preset: str = "5w1s"):
         c.ways = 30
         c.total_steps, c.eval_every, c.checkpoint_every, c.val_episodes = 300, 100, 100, 100
         c.early_stop_patience = 0
-    return c
+    return lake_protocol(c) if preset == "lake" else c

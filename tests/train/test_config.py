@@ -77,3 +77,12 @@ def test_affine_augmentation_reaches_the_training_sampler_only(image_root):
     config = tiny_config(image_root, "protonet", **{"augment.affine": True})
     assert make_sampler(config, "train", seed=0).augment is not None
     assert make_sampler(config, "test", seed=0).augment is None
+
+
+@pytest.mark.parametrize("name", ["omniglot_protonet", "omniglot_maml", "omniglot_fomaml", "omniglot_matching",
+                                  "omniglot_reptile"])
+def test_every_omniglot_config_has_lakes_protocol(name):
+    config = load(CONFIGS[0].with_name(f"{name}.py")).get_config("lake")
+    validate(config)
+    assert config.split == "lake" and config.within_alphabet
+    assert (config.test_ways, config.test_shots, config.test_queries) == (20, 1, 1)
