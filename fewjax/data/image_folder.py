@@ -5,6 +5,16 @@ from a seeded partition of the sorted class names (`partition`). Images are
 stored as uint8 `[N, H, W, C]` (C = 1 with `grayscale=True`, else 3); the
 episode sampler yields float32 in [0, 1].
 
+Polarity: fewjax's convention is foreground (ink, strokes) high and background
+low, as the built-in Omniglot loader stores it. Scans and Omniglot's own PNGs
+are dark ink on a light background, so grayscale folders are normalised:
+`invert="auto"` (the default) inverts every image when most images have a
+light border (mean above 127 on the one-pixel frame), with a warning, and
+warns when the folder mixes both; `invert=True` / `False` decide it
+explicitly. Inversion (255 - x) follows decoding and resizing exactly as in
+`fewjax.data.omniglot`, so the same PNGs give the same arrays through both.
+RGB images (photos) are only inverted with `invert=True`.
+
 Example:
     >>> import tempfile, pathlib, numpy as np
     >>> from PIL import Image
@@ -21,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -63,7 +74,7 @@ def _classes_from_file(path: Path, classes: Sequence[str], root: Path) -> list[s
 
 def image_folder(root, *, split: str | None = None, split_files: Mapping[str, os.PathLike] | os.PathLike | None = None,
                  partition: Mapping[str, float] | None = None, seed: int = 0, image_size=None,
-                 grayscale: bool = False, num_workers: int = 8) -> ArraySource:
+                 grayscale: bool = False, invert: bool | str = "auto", num_workers: int = 8) -> ArraySource:
     """Images under `root/<class>/` as an `ArraySource` (classes named by their folder).
 
     Args:
@@ -80,6 +91,8 @@ def image_folder(root, *, split: str | None = None, split_files: Mapping[str, os
       image_size: None (all images must have one size) or int / (height, width)
         to resize to.
       grayscale: load as 1 channel instead of RGB.
+      invert: "auto" (grayscale: invert when most images have a light
+        background, with a warning; RGB: never), True (255 - x) or False.
       num_workers: decoding threads.
 
     Raises:
@@ -87,7 +100,11 @@ def image_folder(root, *, split: str | None = None, split_files: Mapping[str, os
       ValueError: no classes or images, a split naming unknown classes, images
         of mixed sizes without `image_size`.
     """
+    if invert not in ("auto", True, False):
+        raise ValueError(f"invert={invert!r}: choose 'auto', True or False.")
     root = Path(root).expanduser()
+    if root.is_file():
+        raise NotADirectoryError(f"image folder root {root} is a file; expected a folder root/<class>/<image>.")
     if not root.is_dir():
         raise FileNotFoundError(f"image folder root {root} does not exist (expected root/<class>/<image>).")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -141,4 +158,29 @@ def image_folder(root, *, split: str | None = None, split_files: Mapping[str, os
             (s0, p0), (s1, p1) = shapes.items()
             raise ValueError(f"images have mixed sizes: {p0} is {s0[0]}x{s0[1]} but {p1} is {s1[0]}x{s1[1]}; "
                              "pass image_size=... to resize them all.")
-    return ArraySource(np.stack(images), np.asarray(labels, np.int32), classes)
+    images = np.stack(images)
+    if invert is True or (invert == "auto" and grayscale and _auto_invert(images, root)):
+        images = 255 - images
+    return ArraySource(images, np.asarray(labels, np.int32), classes)
+
+
+def light_background(images: np.ndarray) -> np.ndarray:
+    """Per image `[N, H, W, C]` uint8: whether its one-pixel border is light (mean above 127)."""
+    frame = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1)
+    return frame.mean(axis=(1, 2)) > 127.5
+
+
+def _auto_invert(images: np.ndarray, root: Path) -> bool:
+    """Whether `invert="auto"` inverts these grayscale images (most have a light background); warns when it does or
+    when the folder mixes light and dark backgrounds."""
+    light = light_background(images)
+    flip = 2 * int(light.sum()) > len(light)
+    if flip:
+        warnings.warn(f"{root}: {int(light.sum())} of {len(light)} images have a light background; inverting them "
+                      "so that the foreground (ink) is high, as fewjax's Omniglot is (invert=False keeps them).",
+                      RuntimeWarning, stacklevel=3)
+    if light.any() and not light.all():
+        warnings.warn(f"{root} mixes backgrounds: {int(light.sum())} of {len(light)} images have a light one; all "
+                      f"were {'inverted' if flip else 'kept'} alike. Make the images uniform for reliable results.",
+                      RuntimeWarning, stacklevel=3)
+    return flip

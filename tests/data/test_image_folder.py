@@ -1,8 +1,12 @@
+import io
+import warnings
+import zipfile
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from fewjax.data import episodes, image_folder
+from fewjax.data import episodes, image_folder, omniglot
 
 CLASSES = [f"n{i:02d}" for i in range(10)]
 
@@ -27,7 +31,8 @@ def test_all_classes_values_and_sampling(root):
 
 
 def test_grayscale_and_resize(root):
-    src = image_folder(root, grayscale=True, image_size=4)
+    with pytest.warns(RuntimeWarning, match="mixes backgrounds"):  # flat images, some light, some dark
+        src = image_folder(root, grayscale=True, image_size=4)
     assert src.example_shape == (4, 4, 1) and src.class_examples(2)[0, 0, 0, 0] == 40
 
 
@@ -71,3 +76,83 @@ def test_bad_inputs(root, tmp_path):
     (root / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no images"):
         image_folder(root)
+
+
+@pytest.fixture(scope="module")
+def omniglot_pngs(omniglot_dir, tmp_path_factory):
+    """Two real characters of images_evaluation.zip, as a zip in the official layout and as a folder of its PNGs."""
+    out = tmp_path_factory.mktemp("omniglot_pngs")
+    (out / "zip").mkdir()
+    with zipfile.ZipFile(omniglot_dir / "images_evaluation.zip") as z:
+        members = sorted(m for m in z.namelist() if m.endswith(".png"))
+        chars = sorted({"/".join(m.split("/")[-3:-1]) for m in members})[:2]
+        mine = [m for m in members if "/".join(m.split("/")[-3:-1]) in chars]
+        with zipfile.ZipFile(out / "zip" / "images_evaluation.zip", "w") as small:
+            for m in mine:
+                small.writestr(m, z.read(m))
+                folder = out / "light" / m.split("/")[-3] / m.split("/")[-2]
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / m.split("/")[-1]).write_bytes(z.read(m))
+                dark = out / "dark" / m.split("/")[-3] / m.split("/")[-2]  # the same characters, light on dark
+                dark.mkdir(parents=True, exist_ok=True)
+                with Image.open(io.BytesIO(z.read(m))) as im:
+                    Image.fromarray(255 - np.asarray(im.convert("L"))).save(dark / m.split("/")[-1])
+    return out, chars
+
+
+def flat_folder(root):
+    """root/<alphabet>/<character>/<png> as root_flat/<alphabet>__<character>/<png> (image_folder's layout)."""
+    flat = root.with_name(root.name + "_flat")
+    if not flat.exists():
+        for png in sorted(root.glob("*/*/*.png")):
+            (flat / f"{png.parts[-3]}__{png.parts[-2]}").mkdir(parents=True, exist_ok=True)
+            (flat / f"{png.parts[-3]}__{png.parts[-2]}" / png.name).write_bytes(png.read_bytes())
+    return flat
+
+
+def test_folder_of_omniglot_pngs_gives_the_builtin_arrays(omniglot_pngs, monkeypatch):
+    """Ink is high in both paths: the folder used to be read as it is (background 255), the built-in inverted."""
+    out, chars = omniglot_pngs
+    monkeypatch.setenv("FEWJAX_CACHE_DIR", str(out / "cache"))
+    builtin = omniglot("evaluation", data_dir=out / "zip", download=False)
+    with pytest.warns(RuntimeWarning, match=r"40 of 40 images have a light background; inverting"):
+        folder = image_folder(flat_folder(out / "light"), grayscale=True, image_size=28)
+    assert folder.class_names == tuple(c.replace("/", "__") for c in builtin.class_names)
+    for c in range(len(chars)):
+        np.testing.assert_array_equal(folder.class_examples(c), builtin.class_examples(c))
+    assert folder.class_examples(0).mean() < 60  # mostly background, now low
+
+    from fewjax.train.config import base_config
+    from fewjax.train.data import make_source
+
+    config = base_config()  # evaluate.py --data FOLDER on an Omniglot conv4 checkpoint
+    config.dataset, config.model.name = "omniglot", "conv4"
+    with pytest.warns(RuntimeWarning, match="inverting"):
+        via_evaluate = make_source(config, "test", data_path=str(flat_folder(out / "light")))
+    np.testing.assert_array_equal(via_evaluate.class_examples(1), builtin.class_examples(1))
+
+
+def test_dark_or_light_background_gives_the_same_arrays(omniglot_pngs):
+    out, _ = omniglot_pngs
+    with pytest.warns(RuntimeWarning):
+        light = image_folder(flat_folder(out / "light"), grayscale=True, image_size=28)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # already ink-high: nothing to say
+        dark = image_folder(flat_folder(out / "dark"), grayscale=True, image_size=28)
+    for c in range(light.num_classes):  # equal up to the resize's rounding (a tie rounds up on both sides)
+        diff = np.abs(dark.class_examples(c).astype(int) - light.class_examples(c))
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    kept = image_folder(flat_folder(out / "light"), grayscale=True, image_size=28, invert=False)
+    np.testing.assert_array_equal(kept.class_examples(0), 255 - light.class_examples(0))
+    forced = image_folder(flat_folder(out / "dark"), grayscale=True, image_size=28, invert=True)
+    np.testing.assert_array_equal(forced.class_examples(0), 255 - dark.class_examples(0))
+
+
+def test_invert_option_and_rgb(root, tmp_path):
+    rgb = image_folder(root)  # RGB: "auto" never inverts
+    np.testing.assert_array_equal(image_folder(root, invert=True).class_examples(1), 255 - rgb.class_examples(1))
+    with pytest.raises(ValueError, match="invert='yes'"):
+        image_folder(root, invert="yes")
+    (tmp_path / "data.csv").write_text("text,label\n")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        image_folder(tmp_path / "data.csv")
