@@ -4,6 +4,7 @@
 
 Sections (between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in README.md):
 - reproduction: Omniglot, from bench/results/reproduction.jsonl (bench/reproduce.py run ...)
+- lake: Lake's within-alphabet one-shot test, from the same file (records with "within_alphabet": true)
 - text: few-shot text, from bench/results/text_fewshot.jsonl and text_distill.jsonl (bench/text_fewshot.py)
 - data: sampler throughput, from bench/results/data_throughput.json (bench/data_throughput.py)
 """
@@ -63,7 +64,8 @@ def replace(text: str, name: str, body: str) -> str:
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    for name, make in (("reproduction", reproduce.table), ("text", text_table), ("data", data_table)):
+    for name, make in (("reproduction", reproduce.table), ("lake", reproduce.lake_table), ("text", text_table),
+                       ("data", data_table)):
         body = make()
         print(f"## {name}\n{body}\n")
         text = replace(text, name, body)

@@ -101,14 +101,52 @@ def run(name: str, train_args: list[str], evals: list[str]) -> None:
         print(json.dumps(record))
 
 
+LAKE_PUBLISHED_ERRORS = {"people": 4.5, "Bayesian program learning": 3.3, "Siamese convnet (Koch et al.)": 8.0,
+                         "convnet": 13.5}
+"""Lake et al. (2015), 20-way 1-shot within-alphabet classification error (%)."""
+
+
+def _records() -> list[dict]:
+    return [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()] if RESULTS.exists() else []
+
+
+def _trained(r: dict) -> tuple[int, str]:
+    steps = r.get("trained_steps", r["step"])
+    published = PUBLISHED_STEPS.get(r["method"])
+    return steps, f"{steps:,} ({100 * steps / published:.1f}%)" if published else f"{steps:,}"
+
+
+def _augmentation(r: dict) -> str:
+    return "affine" if "--config.augment.affine=True" in r.get("train_args", []) else "none"
+
+
 def table() -> str:
-    rows = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
-    lines = ["| method | setting | published | fewjax (600 episodes, 95% CI) | training steps | hardware | train wall time |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
+    """Published vs fewjax on the Vinyals split (one row per evaluation record)."""
+    lines = ["| method | setting | published | fewjax (600 episodes, 95% CI) | training steps (% of published) | "
+             "train wall time | load avg | hardware | commit |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in _records():
+        if r.get("within_alphabet"):
+            continue
         pub = PUBLISHED.get(r["method"], {}).get(r["setting"], "")
+        load = r.get("train_load_average", r.get("load_average"))
         lines.append(f"| {r['method']} | {r['setting']} | {pub} | {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f} | "
-                     f"{r['step']} | {r['hardware']} | {r['train_wall_seconds'] / 60:.1f} min |")
+                     f"{_trained(r)[1]} | {r['train_wall_seconds'] / 60:.1f} min | {load:.1f} | {r['hardware']} | "
+                     f"{r.get('commit', '')} |")
+    return "\n".join(lines)
+
+
+def lake_table() -> str:
+    """Lake's within-alphabet 20-way 1-shot test: error with CI, beside the published errors."""
+    lines = ["| method | augmentation | error % (600 episodes, 95% CI) | training steps | train wall time | commit |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {name} (published) | | {error} | | | |" for name, error in LAKE_PUBLISHED_ERRORS.items()]
+    for r in _records():
+        if not r.get("within_alphabet"):
+            continue
+        lines.append(f"| fewjax {r['method']} | {_augmentation(r)} | {100 * (1 - r['accuracy']):.2f} ± "
+                     f"{100 * r['ci95']:.2f} | {_trained(r)[0]:,} | {r['train_wall_seconds'] / 60:.1f} min | "
+                     f"{r.get('commit', '')} |")
     return "\n".join(lines)
 
 
@@ -126,6 +164,8 @@ def main() -> None:
         run(a.name, train_args, a.eval)
     else:
         print(table())
+        print()
+        print(lake_table())
 
 
 if __name__ == "__main__":
