@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ BEGIN, END = "<!-- side-by-side:begin -->", "<!-- side-by-side:end -->"
 
 # Runs a peer script unmodified; wraps common.time_steps to report the step RSS delta as one extra JSON line.
 PEER_WRAPPER = r"""
-import json, runpy, sys
+import json, os, runpy, sys
 from pathlib import Path
 script, args = sys.argv[1], sys.argv[2:]
 sys.path.insert(0, str(Path(script).parent))
@@ -53,6 +54,9 @@ def time_steps(*a, **k):
                       "rss_before_steps_mb": round(before / 1024, 1)}), flush=True)
     return out
 common.time_steps = time_steps
+if os.environ.get("PEER_DEVICE"):  # e.g. cuda: the peers create their tensors and modules on the default device
+    import torch
+    torch.set_default_device(os.environ["PEER_DEVICE"])
 sys.argv = [script] + args
 runpy.run_path(script, run_name="__main__")
 """
@@ -81,13 +85,14 @@ def run_fewjax(workload: str, *, steps: int, warmup: int, timeout: float, overri
     return _run(cmd, env=env, cwd=ROOT, timeout=timeout, impl=impl, workload=workload)
 
 
-def run_peer(python: str, impl: str, workload: str, *, steps: int, warmup: int, timeout: float) -> dict:
-    script = PEERS / ("bench_protonet.py" if workload == "W4" else f"bench_{impl}.py")
+def run_peer(python: str, impl: str, workload: str, *, steps: int, warmup: int, timeout: float,
+             peers: Path = PEERS) -> dict:
+    script = peers / ("bench_protonet.py" if workload == "W4" else f"bench_{impl}.py")
     args = ["--warmup", str(warmup), "--timed", str(steps)]
     if workload != "W4":
         args = ["--workload", workload] + args
     cmd = [python, "-c", PEER_WRAPPER, str(script.resolve())] + args
-    return _run(cmd, env=dict(os.environ), cwd=PEERS.resolve(), timeout=timeout, impl=impl, workload=workload)
+    return _run(cmd, env=dict(os.environ), cwd=peers.resolve(), timeout=timeout, impl=impl, workload=workload)
 
 
 def _run(cmd, *, env, cwd, timeout, impl, workload) -> dict:
@@ -150,11 +155,12 @@ def markdown(records: list[dict], rows: list[dict], meta: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_tables(doc: dict) -> str:
+def write_tables(doc: dict, results: Path = RESULTS) -> str:
+    """side_by_side.md in `results`; the bench/README.md table too when `results` is bench/results."""
     md = markdown(doc["records"], doc["ratios"], doc["meta"])
-    (RESULTS / "side_by_side.md").write_text(md)
+    (results / "side_by_side.md").write_text(md)
     readme = HERE / "README.md"
-    if readme.exists():
+    if readme.exists() and results.resolve() == RESULTS.resolve():
         text = readme.read_text()
         if BEGIN in text and END in text:
             head, rest = text.split(BEGIN, 1)
@@ -172,6 +178,9 @@ def parse_args(argv=None):
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per process before it is abandoned")
     ap.add_argument("--table-only", action="store_true", help="rebuild the tables from side_by_side.json")
+    ap.add_argument("--peers", type=Path, default=PEERS, help="folder of the PyTorch peer scripts")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="folder for side_by_side.json/.md (bench/README.md's "
+                    "table is rewritten only for the default)")
     ap.add_argument("--plain-jax", default="", help="workloads (comma list) to also run as the plain vmapped "
                     f"JAX program ({', '.join(PLAIN_JAX)}), for the before/after figure")
     args = ap.parse_args(argv)
@@ -181,7 +190,7 @@ def parse_args(argv=None):
         ap.error(f"--workloads {bad} unknown; the peers implement W1, W2, W3, W4")
     if args.steps < 1 or args.warmup < 0:
         ap.error(f"--steps must be >= 1 and --warmup >= 0; got {args.steps}, {args.warmup}")
-    if not args.table_only and not Path(args.torch_python).exists():
+    if not args.table_only and not (Path(args.torch_python).exists() or shutil.which(args.torch_python)):
         ap.error(f"--torch-python {args.torch_python} does not exist; create it with `python3 -m venv "
                  "/work/venv-torch && /work/venv-torch/bin/pip install torch==2.13.0 numpy`")
     return args, workloads
@@ -189,18 +198,20 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args, workloads = parse_args(argv)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = args.out
+    results.mkdir(parents=True, exist_ok=True)
     if args.table_only:
-        doc = json.loads((RESULTS / "side_by_side.json").read_text())
+        doc = json.loads((results / "side_by_side.json").read_text())
         for r in doc["records"]:  # runs before the label carried the overrides
             if r.get("impl", "").startswith("fewjax") and r.get("overrides") and "[" not in r["impl"]:
                 r["impl"] = "fewjax (trainer step) [" + ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) + "]"
         doc["ratios"] = ratios(doc["records"])
-        print(write_tables(doc))
+        print(write_tables(doc, results))
         return doc
     meta = dict(time=time.strftime("%Y-%m-%dT%H:%M:%S"), load_before=[round(x, 2) for x in os.getloadavg()],
                 steps=args.steps, warmup=args.warmup, cpus=os.cpu_count(),
-                machine=f"{os.cpu_count()}-core CPU ({os.uname().machine})", torch_python=args.torch_python)
+                machine=os.environ.get("BENCH_MACHINE", f"{os.cpu_count()}-core CPU ({os.uname().machine})"),
+                torch_python=args.torch_python, peer_device=os.environ.get("PEER_DEVICE", "cpu"))
     records = []
     for w in workloads:
         todo = [("fewjax", None)] + ([("plain", None)] if w in args.plain_jax.split(",") else [])
@@ -212,7 +223,7 @@ def main(argv=None) -> dict:
                                  overrides=PLAIN_JAX if kind == "plain" else ())
             else:
                 rec = run_peer(args.torch_python, impl, w, steps=args.steps, warmup=args.warmup,
-                               timeout=args.timeout)
+                               timeout=args.timeout, peers=args.peers)
             rec["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
             print(json.dumps(rec), flush=True)
             records.append(rec)
@@ -222,8 +233,8 @@ def main(argv=None) -> dict:
         print(f"{r['workload']}: fewjax {r['fewjax_tasks_per_s']} tasks/s vs {r['fastest_peer']} "
               f"{r['peer_tasks_per_s']} tasks/s -> {r['speedup']}x", flush=True)
     doc = dict(meta=meta, records=records, ratios=rows)
-    (RESULTS / "side_by_side.json").write_text(json.dumps(doc, indent=1) + "\n")
-    write_tables(doc)
+    (results / "side_by_side.json").write_text(json.dumps(doc, indent=1) + "\n")
+    write_tables(doc, results)
     return doc
 
 

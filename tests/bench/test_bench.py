@@ -85,3 +85,30 @@ def test_curves_record_keeps_validation_rows_and_plot_writes_a_png(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match="missing or empty"):
         curves.record("absent", runs=tmp_path / "runs", out=tmp_path / "curves")
+
+
+def test_device_summary_reports_ratios_fraction_of_peak_and_failed_steps(tmp_path):
+    from bench import device_summary
+
+    (tmp_path / "environment.json").write_text(json.dumps({"machine": "cpu: cpu x 1", "commit": "abc", "quick": 1}))
+    (tmp_path / "peak.json").write_text(json.dumps([{"dtype": "float32", "gflops_best": 100.0}]))
+    records = [{"impl": "fewjax (trainer step)", "workload": "W1", "tasks_per_s": 10.0, "gflop_per_task": 5.0},
+               {"impl": "torch_loop", "workload": "W1", "tasks_per_s": 8.0},
+               {"impl": "fewjax (trainer step)", "workload": "W4", "error": "timed out after 120 s"}]
+    (tmp_path / "side_by_side.json").write_text(json.dumps({"records": records}))
+    (tmp_path / "steps.jsonl").write_text(json.dumps({"step": "W5_evaluation", "exit_code": 124}) + "\n")
+    out = device_summary.main([str(tmp_path)])
+    assert "| W1 | 10.0 | torch_loop | 8.0 | 1.25x | 5.0 | 50.0% |" in out
+    assert "| W4 | timed out after 120 s |" in out and "W5_evaluation" in out
+
+
+@pytest.mark.slow  # a few minutes on a quiet 2-core CPU
+def test_device_check_runs_on_the_cpu(tmp_path):
+    import os
+    import subprocess
+
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, PEERS="/nonexistent")
+    subprocess.run(["bash", str(ROOT / "bench" / "device_check.sh"), "--quick", "--budget", "900"], env=env,
+                   check=True, cwd=ROOT)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| W1 | " in summary and "not run" not in summary.split("W5")[0]
