@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "reproduction.jsonl"
+RUNS = ROOT / "runs"
 PUBLISHED = {  # DESIGN.md: Omniglot, Vinyals split
     "maml": {"5w1s": 98.7, "5w5s": 99.9, "20w1s": 95.8, "20w5s": 98.9},
     "fomaml": {"5w1s": 98.3, "5w5s": 99.2, "20w1s": 89.4, "20w5s": 97.9},
@@ -58,11 +60,20 @@ def latest_step(workdir: Path) -> int:
     return max(steps, default=0)
 
 
-def train_segment(workdir: Path, train_args: list[str], env: dict) -> int:
-    """Runs (or resumes) training and appends the segment to runs/NAME/segments.jsonl; returns train.py's exit code."""
+def train_segment(workdir: Path, train_args: list[str], env: dict, *, time_limit: float | None = None) -> int:
+    """Runs (or resumes) training and appends the segment to runs/NAME/segments.jsonl; returns train.py's exit code.
+
+    With `time_limit` (seconds), train.py gets SIGTERM when it is spent: it saves a checkpoint at the next step and
+    stops, and the same command continues from there later.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     first, start = latest_step(workdir), time.time()
-    proc = subprocess.run([sys.executable, "train.py", *train_args, "--workdir", str(workdir)], cwd=ROOT, env=env)
+    proc = subprocess.Popen([sys.executable, "train.py", *train_args, "--workdir", str(workdir)], cwd=ROOT, env=env)
+    try:
+        proc.wait(timeout=time_limit)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
     segment = {"from_step": first, "to_step": latest_step(workdir), "seconds": round(time.time() - start, 1),
                "load_average_15min": os.getloadavg()[2], "commit": commit(), "exit_code": proc.returncode,
                "ended": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -71,17 +82,28 @@ def train_segment(workdir: Path, train_args: list[str], env: dict) -> int:
     return proc.returncode
 
 
-def run(name: str, train_args: list[str], evals: list[str]) -> None:
-    workdir = ROOT / "runs" / name
+def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float | None = None,
+        train: bool = True, partial: bool = False) -> None:
+    """Trains runs/NAME (unless `train` is False), then evaluates its best checkpoint in every setting of `evals`.
+
+    A run that stopped before its schedule ended (time limit, signal) is evaluated only with `partial=True`, and its
+    records say `"partial": true`; otherwise it exits asking for the same command again to resume.
+    """
+    workdir = RUNS / name
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    code = train_segment(workdir, train_args, env)
-    if code != 0 or not (workdir / "eval_test.json").exists():
-        sys.exit(f"training stopped (exit code {code}) before the run finished; run the same command to resume")
+    code = train_segment(workdir, train_args, env, time_limit=time_limit) if train else 0
+    finished = code == 0 and (workdir / "eval_test.json").exists()
+    if not finished and not partial:
+        sys.exit(f"training stopped (exit code {code}) before the run finished; run the same command to resume, or "
+                 "add --partial to evaluate the checkpoints it has")
     segments = [json.loads(line) for line in (workdir / "segments.jsonl").read_text().splitlines()]
     train_seconds = sum(s["seconds"] for s in segments)
     load = sum(s["load_average_15min"] * s["seconds"] for s in segments) / max(train_seconds, 1e-9)
-    config = json.loads((workdir / "eval_test.json").read_text())
-    for setting in evals or [f"{config['ways']}w{config['shots']}s"]:
+    if not evals:
+        config = _saved_config(workdir)
+        evals = [f"{config['test_ways']}w{config['test_shots']}s"]
+    trained = latest_step(workdir)
+    for setting in evals:
         ways, shots = setting.rstrip("s").split("w")
         out = subprocess.run([sys.executable, "evaluate.py", "--workdir", str(workdir), "--ways", ways, "--shots",
                               shots, "--episodes", "600"], cwd=ROOT, env=env, check=True, capture_output=True,
@@ -89,16 +111,21 @@ def run(name: str, train_args: list[str], evals: list[str]) -> None:
         record = json.loads(out.strip().splitlines()[-1])
         published_steps = PUBLISHED_STEPS.get(record["method"])
         record.update(run=name, setting=setting, train_args=train_args, train_wall_seconds=round(train_seconds, 1),
-                      segments=len(segments), train_load_average=round(load, 2),
-                      trained_steps=segments[-1]["to_step"],
-                      schedule_fraction=(round(segments[-1]["to_step"] / published_steps, 3) if published_steps
-                                         else None),
-                      hardware=hardware(), load_average=os.getloadavg()[0], python=platform.python_version(),
-                      commit=commit())
+                      segments=len(segments), train_load_average=round(load, 2), trained_steps=trained,
+                      schedule_fraction=round(trained / published_steps, 3) if published_steps else None,
+                      partial=not finished, hardware=hardware(), load_average=os.getloadavg()[0],
+                      python=platform.python_version(), commit=commit())
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         with open(RESULTS, "a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps(record))
+
+
+def _saved_config(workdir: Path) -> dict:
+    from fewjax.train.checkpoint import Checkpoints
+
+    with Checkpoints(workdir / "checkpoints", read_only=True) as ckpts:
+        return ckpts.read_config()
 
 
 LAKE_PUBLISHED_ERRORS = {"people": 4.5, "Bayesian program learning": 3.3, "Siamese convnet (Koch et al.)": 8.0,
@@ -156,12 +183,17 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("name")
     r.add_argument("--eval", action="append", default=[], help="test settings, e.g. 5w1s (repeatable)")
+    r.add_argument("--time-limit", type=float, default=None, help="stop training (SIGTERM, checkpoint saved) after "
+                   "this many seconds; the same command continues it")
+    r.add_argument("--partial", action="store_true", help="evaluate and record a run stopped before its schedule "
+                   "ended (records say partial: true)")
+    r.add_argument("--no-train", action="store_true", help="only evaluate the checkpoints runs/NAME has")
     sub.add_parser("table")
     argv = sys.argv[1:]
     train_args = argv[argv.index("--") + 1:] if "--" in argv else []
     a = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     if a.cmd == "run":
-        run(a.name, train_args, a.eval)
+        run(a.name, train_args, a.eval, time_limit=a.time_limit, train=not a.no_train, partial=a.partial)
     else:
         print(table())
         print()

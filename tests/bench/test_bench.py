@@ -112,3 +112,22 @@ def test_device_check_runs_on_the_cpu(tmp_path):
                    check=True, cwd=ROOT)
     summary = (tmp_path / "summary.md").read_text()
     assert "| W1 | " in summary and "not run" not in summary.split("W5")[0]
+
+
+@pytest.mark.slow  # two trainings and three evaluations in subprocesses
+def test_reproduce_records_finished_and_partial_runs(tmp_path, monkeypatch):
+    from bench import reproduce
+
+    monkeypatch.setattr(reproduce, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "reproduction.jsonl")
+    args = ["--config", "configs/sinusoid_maml.py:5shot", "--config.total_steps=4", "--config.eval_every=2",
+            "--config.checkpoint_every=2", "--config.val_episodes=4", "--config.test_episodes=4",
+            "--config.eval_batch_size=2", "--config.meta_batch_size=2"]
+    reproduce.run("sin", args, [])
+    (tmp_path / "runs" / "sin" / "eval_test.json").unlink()  # as if cut short before the end
+    with pytest.raises(SystemExit, match="--partial"):
+        reproduce.run("sin", args, [], train=False)
+    reproduce.run("sin", args, [], train=False, partial=True)
+    first, second = [json.loads(line) for line in (tmp_path / "reproduction.jsonl").read_text().splitlines()]
+    assert first["trained_steps"] == second["trained_steps"] == 4 and first["setting"] == "1w5s"
+    assert first["partial"] is False and second["partial"] is True and first["segments"] == 1
