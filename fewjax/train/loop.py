@@ -1,9 +1,12 @@
 """`train_and_evaluate(config, workdir)`: the training loop, the only reader of the config.
 
-Resumes from the newest complete checkpoint in `workdir/checkpoints`; the step `s` draws its tasks from
-`(config.seed, s)` alone, so a resumed run replays exactly the run that was interrupted. SIGTERM and SIGINT
-save a checkpoint and return; a non-finite loss raises `FloatingPointError` naming the step, after which the
-last good checkpoint is still on disk. Validation runs every `eval_every` steps on a fixed set of episodes of the
+One run owns a workdir at a time (`fewjax.train.lock`): a second one raises `WorkdirBusyError` naming the holder.
+Resumes from the newest complete, intact checkpoint in `workdir/checkpoints`; the step `s` draws its tasks from
+`(config.seed, s)` alone, so a resumed run replays exactly the run that was interrupted, and `metrics.jsonl` keeps
+one row per step (rows past the restored step are dropped). SIGTERM and SIGINT save a checkpoint and return
+`{"interrupted_at_step": s, "signal": number}` (train.py then exits with 128 + number); a non-finite loss raises
+`FloatingPointError` naming the step as metrics.jsonl counts it, after which the last good checkpoint is still on
+disk. Validation runs every `eval_every` steps on a fixed set of episodes of the
 validation classes; the best checkpoint by validation accuracy is kept. At the end the best checkpoint (the
 latest when there is no validation) is evaluated on `test_episodes` episodes of the test classes.
 """
@@ -25,6 +28,7 @@ from fewjax.eval.evaluate import TEST_SEED, VAL_SEED, evaluate
 from fewjax.train.checkpoint import Checkpoints
 from fewjax.train.config import base_config, validate
 from fewjax.train.data import make_sampler
+from fewjax.train.lock import hold_workdir
 from fewjax.train.methods import build_method, outer_optimizer
 from fewjax.train.metrics import MetricWriter
 from fewjax.train.sharding import (batch_sharding, make_mesh, process_task_indices, replicated, shard_local_tasks,
@@ -40,10 +44,28 @@ RUNTIME_KEYS = {"total_steps", "log_every", "eval_every", "checkpoint_every", "k
 
 
 def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = True) -> dict:
-    """Trains (or resumes) in `workdir` and returns the test evaluation of the best checkpoint."""
+    """Trains (or resumes) in `workdir` and returns the test evaluation of the best checkpoint.
+
+    Returns `{"interrupted_at_step": step, "signal": number}` instead when SIGTERM or SIGINT stopped it (after
+    saving a checkpoint of that step). Raises `fewjax.train.lock.WorkdirBusyError` if another run holds `workdir`.
+    """
     validate(config)
+    workdir = make_workdir(workdir)
+    with hold_workdir(workdir):
+        return _train_and_evaluate(config, workdir, progress=progress)
+
+
+def make_workdir(workdir: str | os.PathLike) -> Path:
+    """Creates `workdir` (and its parents); an existing file there is a clear error naming --workdir."""
     workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise NotADirectoryError(f"--workdir {workdir} is an existing file, not a directory: pass a new or existing "
+                                 "directory for the run's checkpoints and metrics.")
     workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+def _train_and_evaluate(config, workdir: Path, *, progress: bool) -> dict:
     ckpts = Checkpoints(workdir / "checkpoints", keep_last=config.keep_checkpoints, keep_best=True)
     check_resumable(ckpts, config)
     mesh = make_mesh(fsdp=config.fsdp)
@@ -83,7 +105,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
                         batch_size=config.eval_batch_size, seed=VAL_SEED, metric=metric, jitted=eval_jit,
                         mesh=mesh if mesh.size > 1 else None)
 
-    writer = MetricWriter(workdir)
+    writer = MetricWriter(workdir, resume_step=int(state.step))
     stop = _StopFlag()
     step = int(state.step)
     val_key = f"val_{metric}"
@@ -97,7 +119,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
                 bar.update(config.steps_per_call)
                 last = step >= config.total_steps
                 if step % config.log_every == 0 or last or stop.requested:
-                    logged = _check_finite(state, jax.device_get(metrics))
+                    logged = _check_finite(state, jax.device_get(metrics), ckpts)
                     writer.write(step, logged, prefix="train")
                     bar.set_postfix({k: f"{logged[k]:.4f}" for k in ("loss", "accuracy") if k in logged})
                 val = None
@@ -111,14 +133,14 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
                     bar.write(f"early stop at step {step}: no new best {val_key} in {config.early_stop_patience} "
                               f"validations since step {early.best_step}", file=sys.stderr)
                 if step % config.checkpoint_every == 0 or val is not None or last or stop.requested:
-                    _check_finite(state, {})
+                    _check_finite(state, {}, ckpts)
                     ckpts.save(step, state, config=config.to_dict(),
                                metrics={**(_rank(val, val_key, metric) or {}), **early.metrics()}, force=True)
                 if stop.requested:
                     ckpts.wait()
                     bar.write(f"{stop.name} received: checkpoint of step {step} saved in {ckpts.directory}; "
                               "run the same command again to resume.", file=sys.stderr)
-                    return {"interrupted_at_step": step}
+                    return {"interrupted_at_step": step, "signal": stop.signum}
         if ckpts.latest_step() is None:  # total_steps=0: keep the untrained (e.g. pretrained) model
             ckpts.save(step, state, config=config.to_dict())
         ckpts.wait()
@@ -155,8 +177,11 @@ def write_json(path: Path, record: dict) -> None:
     if jax.process_index() != 0:
         return
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # left only by a failed write
 
 
 def check_resumable(ckpts: Checkpoints, config) -> None:
@@ -184,13 +209,21 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _check_finite(state: TrainState, metrics: dict) -> dict:
+def _check_finite(state: TrainState, metrics: dict, ckpts: Checkpoints) -> dict:
+    """The logged metrics as floats; raises if a step since the last check had a non-finite loss."""
     bad = int(state.nonfinite_step)
     if bad >= 0:
-        raise FloatingPointError(
-            f"non-finite loss at step {bad}: training stopped; parameters were not updated from that step on "
-            "and the last checkpoint before it is kept. Lower optim.lr or inner_lr, or set optim.grad_clip.")
+        ckpts.wait()  # a save in flight is of an earlier, finite step
+        raise FloatingPointError(nonfinite_message(bad + 1, ckpts.latest_step()))
     return {k: float(np.mean(v)) for k, v in metrics.items()}
+
+
+def nonfinite_message(step: int, kept: int | None) -> str:
+    """Step `step` (counted as in metrics.jsonl: the first update is step 1) had a non-finite loss."""
+    where = (f"the checkpoint of step {kept} is kept" if kept is not None else
+             "no checkpoint was saved before it, so a new run starts from scratch")
+    return (f"non-finite loss at step {step}: training stopped; parameters were not updated from that step on and "
+            f"{where}. Lower optim.lr or inner_lr, or set optim.grad_clip.")
 
 
 def _rank(val, key, metric):
@@ -244,10 +277,10 @@ class _StopFlag:
     """Turns SIGTERM / SIGINT into a request the loop honours at the next step boundary."""
 
     def __init__(self):
-        self.requested, self.name, self._old = False, "", {}
+        self.requested, self.name, self.signum, self._old = False, "", 0, {}
 
     def _handle(self, signum, frame):
-        self.requested, self.name = True, signal.Signals(signum).name
+        self.requested, self.name, self.signum = True, signal.Signals(signum).name, int(signum)
 
     def __enter__(self):
         for sig in (signal.SIGTERM, signal.SIGINT):

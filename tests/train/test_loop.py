@@ -1,6 +1,7 @@
 """End-to-end: every method trains, checkpoints, resumes bit for bit, and evaluates; faults are clear errors."""
 import json
 import re
+import shutil
 
 import jax
 import numpy as np
@@ -57,16 +58,45 @@ def test_ema_is_tracked_and_validated(image_root, tmp_path):
     assert any("val/val_ema_accuracy" in r for r in rows)
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_good_checkpoints(tmp_path):
-    config = sinusoid_config(total_steps=60, log_every=1, checkpoint_every=1, eval_every=60)
+@pytest.mark.parametrize("checkpoint_every", [1, 60])
+def test_non_finite_loss_stops_with_the_step_and_keeps_good_checkpoints(checkpoint_every, tmp_path):
+    config = sinusoid_config(total_steps=60, log_every=1, checkpoint_every=checkpoint_every, eval_every=60)
     config.optim.name, config.optim.lr = "sgd", 50.0  # diverges within a few steps
     with pytest.raises(FloatingPointError, match=r"non-finite loss at step (\d+)") as info:
         train_and_evaluate(config, tmp_path, progress=False)
     bad = int(re.search(r"step (\d+)", str(info.value)).group(1))
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, bad))  # one numbering: the bad step is the next row's
     with Checkpoints(tmp_path / "checkpoints", read_only=True) as ckpts:
-        assert ckpts.latest_step() is not None and ckpts.latest_step() <= bad
-    state = final_params(tmp_path, config)
-    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state.params))
+        kept = ckpts.latest_step()
+    if checkpoint_every == 1:
+        assert kept == bad - 1 and f"the checkpoint of step {kept} is kept" in str(info.value)
+        state = final_params(tmp_path, config)
+        assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state.params))
+    else:
+        assert kept is None and "no checkpoint was saved before it" in str(info.value)
+
+
+def test_resume_drops_the_rows_logged_after_the_restored_checkpoint(tmp_path):
+    config = sinusoid_config(total_steps=6, log_every=1, checkpoint_every=3, eval_every=3)
+    train_and_evaluate(config, tmp_path, progress=False)
+    expected = (tmp_path / "metrics.jsonl").read_text()
+    # What kill -9 during the save of step 6 leaves: rows up to 6 (and a row cut short), no checkpoint 6.
+    shutil.rmtree(tmp_path / "checkpoints" / "6")
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 7, "train/lo')
+    train_and_evaluate(config, tmp_path, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [(r["step"], "train/loss" in r) for r in rows]
+    assert sorted(steps) == sorted(set(steps)) and [s for s, train in steps if train] == list(range(1, 7))
+    assert (tmp_path / "metrics.jsonl").read_text() == expected  # the same rows as the uninterrupted run
+    assert not list(tmp_path.glob(".metrics.jsonl.tmp-*"))
+
+
+def test_an_existing_file_as_workdir_names_the_flag(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"--workdir .*file is an existing file"):
+        train_and_evaluate(sinusoid_config(), tmp_path / "file", progress=False)
 
 
 def test_workdir_of_another_configuration_is_refused(image_root, tmp_path):
