@@ -12,8 +12,15 @@ training run needs and Orbax leaves to the caller:
   corrupt latest checkpoint with a warning naming its path, and falls back to the previous one; nothing is deleted.
   A corrupt step directory is moved aside (renamed `<step>.corrupt-<unix time>`) by the next `save`, so that the
   resumed run can save that step again and retention never counts it;
+* integrity: each step carries a fingerprint of every array (64 bits, computed on the device from the arrays being
+  saved, before they reach the disk) and digests of its config and metrics, in its Orbax metadata. `restore` recomputes
+  them from what it read; a step whose data changed after the save (a flipped bit, a damaged copy) or that holds
+  non-finite values counts as corrupt: skipped with a warning like a partial one. `save` refuses non-finite values.
+  Steps written before the fingerprints (format 1) are checked for non-finite values only;
 * one clear error for a target of another model (`ValueError` naming a mismatching key), a read-only directory
   (`PermissionError` at construction), and a full disk (`OSError(errno.ENOSPC)` naming the step and directory).
+  While a `Checkpoints` is open, Orbax's own error reports with tracebacks (one per background thread, over a
+  thousand lines for a full disk) are dropped: the failure is raised once, translated, after one warning line.
 
 Layout on disk: `DIR/<step>/` (plain integer step names), each holding `state/` (the pytree, OCDBT/zarr3),
 `metrics/` (JSON, when metrics were given) and `_CHECKPOINT_METADATA` (commit time and our custom metadata: the
@@ -25,7 +32,8 @@ PRNG keys: typed keys (`jax.random.key`) and raw `uint32` keys (`jax.random.PRNG
 Orbax stores a typed key as its `key_data` together with the key implementation and restores a typed key when the
 target leaf is one (a key array or a `jax.ShapeDtypeStruct` with a key dtype); no conversion by the loop is needed.
 
-Multi-host: every method must be called on all processes (Orbax synchronises them). All writes go through Orbax,
+Multi-host: every method must be called on all processes (Orbax synchronises them). Fingerprints are reductions
+of the global arrays, the same on every process and for any sharding, so a step saved by N processes verifies in M. All writes go through Orbax,
 except moving a corrupt step aside, which only process 0 does (an atomic rename) before a barrier.
 
 Example::
@@ -50,6 +58,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import hashlib
 import json
 import logging
 import math
@@ -66,6 +75,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 try:  # orbax-checkpoint >= 0.13 (assumed to promote v1 out of experimental)
@@ -78,7 +88,7 @@ __all__ = ["Checkpoints", "CorruptCheckpointError"]
 logger = logging.getLogger(__name__)
 
 _MARKER = "fewjax_checkpoint"  # key of our custom metadata; its absence marks a step as unreadable
-_FORMAT = 1
+_FORMAT = 2  # 1: no integrity record; 2: array fingerprints and config/metrics digests
 _TMP_SUFFIX = ".orbax-checkpoint-tmp"
 _STEP_NAME = re.compile(r"0|[1-9][0-9]*")  # Orbax's default step directory names
 
@@ -162,6 +172,7 @@ class Checkpoints:
         self._corrupt: dict[int, Path] = {}  # steps found unreadable by restore/read_config
         self._warned: set[str] = set()
         self._closed = False
+        _QUIET_ORBAX.open()
         _close_at_exit(self)
 
     # ------------------------------------------------------------------ queries
@@ -239,7 +250,10 @@ class Checkpoints:
                 f"cannot save step {step}: {self._dir} already holds a newer checkpoint (step {steps[-1]}), "
                 "probably from another run; use a new --workdir, or pass force=True to save it anyway"
             )
-        custom = {_MARKER: _FORMAT, "config": config if config is not None else {}}
+        config = config if config is not None else {}
+        integrity = {"arrays": _fingerprints(state, refuse_nonfinite=True), "config": _digest(config),
+                     "metrics": _digest(metrics or None)}  # Orbax reads {} back as None
+        custom = {_MARKER: _FORMAT, "config": config, "integrity": integrity}
         try:
             self._ckptr.save_async(step, state, force=True, metrics=metrics, custom_metadata=custom)
         except Exception as e:  # noqa: BLE001 - translated and re-raised
@@ -314,6 +328,7 @@ class Checkpoints:
         finally:
             self._closed = True
             self._ckptr.close()
+            _QUIET_ORBAX.close()
 
     def __enter__(self) -> Checkpoints:
         return self
@@ -402,11 +417,18 @@ class Checkpoints:
             raise _Unreadable(f"metadata unreadable: {_short(e)}") from None
         if not isinstance(custom, dict) or custom.get(_MARKER) is None:
             raise _Unreadable("its _CHECKPOINT_METADATA (with the config) is missing")
-        return {"config": dict(custom.get("config") or {})}
+        config = dict(custom.get("config") or {})
+        integrity = custom.get("integrity")
+        if custom[_MARKER] >= 2:
+            if not isinstance(integrity, dict) or not isinstance(integrity.get("arrays"), dict):
+                raise _Unreadable("its integrity record (checksums) is missing")
+            if integrity.get("config") != _digest(config):
+                raise _Unreadable("its config does not match its checksum")
+        return {"config": config, "integrity": integrity}
 
     def _restore_step(self, step: int, abstract: Any) -> tuple[Any, dict]:
         path = self._step_path(step)
-        config = self._read_custom(step)["config"]
+        custom = self._read_custom(step)
         try:
             saved_tree = self._ckptr.metadata(step).metadata
         except Exception as e:  # noqa: BLE001
@@ -419,7 +441,8 @@ class Checkpoints:
         except Exception as e:  # noqa: BLE001
             raise _Unreadable(f"{type(e).__name__}: {_short(e)}") from None
         metrics = next((c.metrics for c in self._ckptr.checkpoints if c.step == step), None)
-        return state, {"step": step, "config": config, "metrics": metrics, "path": str(path)}
+        _verify(state, metrics, custom["integrity"])
+        return state, {"step": step, "config": custom["config"], "metrics": metrics, "path": str(path)}
 
     def _sync_with_disk(self) -> None:
         if [c.step for c in self._ckptr.checkpoints] != self.all_steps():  # e.g. written by another process
@@ -444,6 +467,7 @@ class Checkpoints:
             logger.exception("could not rescan %s after a failed save", self._dir)
 
     def _save_error(self, step: int, e: BaseException) -> Exception:
+        logger.warning("saving checkpoint step %d in %s failed: %s", step, self._dir, _short(e, 200))
         where = f"checkpoint step {step} in {self._dir}"
         kept = f"the previous checkpoints are intact (complete steps: {self.all_steps()})"
         code = _errno_in(e)
@@ -495,6 +519,33 @@ class Checkpoints:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+class _QuietOrbaxTracebacks(logging.Filter):
+    """Drops Orbax's error reports that carry a traceback while any `Checkpoints` is open (they reach `Checkpoints`
+    as exceptions, which it raises once, translated); other records pass."""
+
+    _ORBAX = os.sep + "orbax" + os.sep
+
+    def __init__(self):
+        super().__init__()
+        self._open = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and record.exc_info and self._ORBAX in record.pathname)
+
+    def open(self) -> None:
+        self._open += 1
+        logging.getLogger("absl").addFilter(self)  # Orbax logs through absl; adding twice is a no-op
+
+    def close(self) -> None:
+        self._open -= 1
+        if self._open <= 0:
+            self._open = 0
+            logging.getLogger("absl").removeFilter(self)
+
+
+_QUIET_ORBAX = _QuietOrbaxTracebacks()
 
 
 def _close_at_exit(ckpts: Checkpoints) -> None:
@@ -582,6 +633,89 @@ def _json_dict(x: Any, name: str) -> dict | None:
     out = _jsonable(x, name)
     json.dumps(out)  # fails here, not in Orbax's background thread
     return out
+
+
+def _digest(x: Any) -> str:
+    """A short digest of a JSON-able value (config, metrics), independent of key order."""
+    text = json.dumps(x, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _fmix(h: jax.Array) -> jax.Array:
+    """MurmurHash3's 32-bit finaliser: every input bit flips about half the output bits."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def _words(x: jax.Array) -> jax.Array:
+    """The bits of `x` as uint32 words (8-byte dtypes gain a trailing axis of 2), without moving any shard."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        x = jnp.stack([x.real, x.imag], axis=-1)
+    if x.dtype == jnp.bool_:
+        return x.astype(jnp.uint32)
+    size = x.dtype.itemsize
+    if size < 4:
+        return jax.lax.bitcast_convert_type(x, jnp.uint8 if size == 1 else jnp.uint16).astype(jnp.uint32)
+    return jax.lax.bitcast_convert_type(x, jnp.uint32)
+
+
+@jax.jit
+def _fingerprint(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Two 32-bit lanes of `sum_i fmix(word_i ^ fmix(i + seed))` (exact integer sums: any sharding, any order)
+    and whether `x` is finite. A changed word changes each lane with probability 1 - 2**-32."""
+    finite = jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.bool_(True)
+    w = _words(x)
+    index, stride = jnp.zeros(w.shape, jnp.uint32), 1
+    for axis in reversed(range(w.ndim)):  # the flat position of each word, without a reshape
+        index = index + jax.lax.broadcasted_iota(jnp.uint32, w.shape, axis) * jnp.uint32(stride % 2**32)
+        stride *= w.shape[axis]
+    lanes = [jnp.sum(_fmix(w ^ _fmix(index * jnp.uint32(0x9E3779B9) + jnp.uint32(seed))), dtype=jnp.uint32)
+             for seed in (0x5BD1E995, 0x27D4EB2F)]
+    return lanes[0], lanes[1], finite
+
+
+def _named_leaves(tree: Any) -> dict[str, Any]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {"/".join(_key_str(k) for k in path) or "<root>": leaf for path, leaf in flat}
+
+
+def _fingerprints(tree: Any, *, refuse_nonfinite: bool = False) -> dict[str, str]:
+    """`{leaf name: "dtype:fingerprint"}` for every leaf (non-finite leaves map to "nonfinite")."""
+    leaves = {name: jnp.asarray(leaf) for name, leaf in _named_leaves(tree).items()}
+    pending = {name: _fingerprint(leaf) for name, leaf in leaves.items()}  # dispatched together, fetched below
+    out = {}
+    for name, (a, b, finite) in pending.items():
+        if not bool(finite):
+            if refuse_nonfinite:
+                raise ValueError(f"state leaf {name!r} holds NaN or inf: not saved (a checkpoint must restore to "
+                                 "finite values)")
+            out[name] = "nonfinite"
+        else:
+            out[name] = f"{leaves[name].dtype}:{int(a):08x}{int(b):08x}"
+    return out
+
+
+def _verify(state: Any, metrics: Any, integrity: dict | None) -> None:
+    """Raises `_Unreadable` if `state` holds non-finite values or differs from the fingerprints saved with it."""
+    found = _fingerprints(state)
+    bad = next((name for name, fp in found.items() if fp == "nonfinite"), None)
+    if bad is not None:
+        raise _Unreadable(f"{bad!r} holds NaN or inf")
+    if integrity is None:  # format 1: saved before fingerprints
+        return
+    for name, fp in found.items():
+        saved = integrity["arrays"].get(name)
+        if saved is None:
+            raise _Unreadable(f"no checksum was saved for {name!r}")
+        if saved.split(":")[0] == fp.split(":")[0] and saved != fp:  # a dtype cast on restore cannot be verified
+            raise _Unreadable(f"the data of {name!r} does not match its checksum (changed or damaged after the save)")
+    if integrity.get("metrics") != _digest(metrics or None):
+        raise _Unreadable("its metrics do not match their checksum")
 
 
 def _abstract_leaf(x: Any) -> Any:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 from pathlib import Path
 
 import jax
@@ -513,3 +514,94 @@ def test_a_save_in_flight_is_finished_when_the_interpreter_exits_without_close(t
     assert proc.returncode == 0, proc.stderr[-3000:]
     restored, _ = Checkpoints(tmp_path, read_only=True).restore({"x": jnp.zeros((256, 256))})
     assert np.array_equal(restored["x"], np.ones((256, 256)))
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_bit_flips_in_the_newest_step_are_detected_and_restore_falls_back(tmp_path):
+    """A flipped bit in a data file (same size) used to restore silently as other (even NaN) weights."""
+    old, new = make_state(1, shape=(64, 32)), make_state(2, shape=(64, 32))
+    with Checkpoints(tmp_path) as ckpts:
+        ckpts.save(1, old, config={"seed": 1})
+        ckpts.save(2, new, config={"seed": 2})
+    data_files = [p for p in (tmp_path / "2" / "state").rglob("d/*") if p.is_file()]
+    assert data_files
+    fell_back = 0
+    for path in data_files:
+        pristine = path.read_bytes()
+        for offset in np.linspace(0, len(pristine) - 1, 7).astype(int):
+            flip_byte(path, offset)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                with Checkpoints(tmp_path, read_only=True) as ckpts:
+                    restored, info = ckpts.restore(make_state(shape=(64, 32)))
+            if info["step"] == 2:  # a byte the reader never uses (padding): the data must then be intact
+                assert_bit_exact(restored, new)
+            else:
+                fell_back += 1
+                assert info["step"] == 1 and info["config"] == {"seed": 1}
+                assert_bit_exact(restored, old)
+                assert any(str(tmp_path / "2") in str(w.message) and "corrupt" in str(w.message) for w in caught)
+            path.write_bytes(pristine)
+    assert fell_back >= 5
+    with Checkpoints(tmp_path, read_only=True) as ckpts:  # undamaged again: the newest step is back
+        assert ckpts.restore(make_state(shape=(64, 32)))[1]["step"] == 2
+
+
+def test_checksum_mismatch_names_the_array_and_an_edited_config_is_corrupt(tmp_path):
+    with Checkpoints(tmp_path) as ckpts:
+        ckpts.save(1, make_state(1), config={"lr": 0.1})
+        ckpts.save(2, make_state(2), config={"lr": 0.1}, metrics={"val_accuracy": 0.5})
+    meta = tmp_path / "2" / "_CHECKPOINT_METADATA"
+    meta.write_text(meta.read_text().replace('"lr": 0.1', '"lr": 0.2'))
+    with Checkpoints(tmp_path, read_only=True) as ckpts:
+        with pytest.warns(RuntimeWarning, match="config does not match its checksum"):
+            assert ckpts.read_config() == {"lr": 0.1}
+        with pytest.raises(CorruptCheckpointError, match="config does not match"):
+            ckpts.restore(make_state(), step=2)
+
+
+def test_non_finite_state_is_refused_at_save_and_skipped_at_restore(tmp_path):
+    from fewjax.train import checkpoint as module
+
+    bad = {"w": jnp.array([1.0, jnp.nan]), "k": jnp.arange(2)}
+    with Checkpoints(tmp_path) as ckpts:
+        ckpts.save(1, {"w": jnp.ones(2), "k": jnp.arange(2)})
+        with pytest.raises(ValueError, match=r"'w' holds NaN or inf: not saved"):
+            ckpts.save(2, bad)
+        # A step written before checksums existed (format 1) that holds NaN, as a corrupted file used to restore.
+        ckpts._ckptr.save_async(2, bad, force=True, custom_metadata={module._MARKER: 1, "config": {}})
+        ckpts._ckptr.wait()
+    with Checkpoints(tmp_path, read_only=True) as ckpts:
+        with pytest.warns(RuntimeWarning, match=r"2: it is partial or corrupt \('w' holds NaN or inf\)"):
+            restored, info = ckpts.restore({"w": jnp.zeros(2), "k": jnp.zeros(2, jnp.int32)})
+    assert info["step"] == 1 and restored["w"].tolist() == [1.0, 1.0]
+
+
+def test_fingerprints_see_every_bit_and_position_for_every_dtype():
+    from fewjax.train.checkpoint import _fingerprints
+
+    leaves = {"f32": jnp.linspace(-1, 1, 12).reshape(3, 4), "bf16": jnp.arange(6, dtype=jnp.bfloat16),
+              "i8": jnp.arange(5, dtype=jnp.int8), "bool": jnp.array([True, False]), "key": jax.random.key(3),
+              "u32": jnp.arange(4, dtype=jnp.uint32), "scalar": jnp.int32(7)}
+    base = _fingerprints(leaves)
+    assert len(set(base.values())) == len(base) and base == _fingerprints(jax.tree.map(jnp.copy, leaves))
+    for name, leaf in leaves.items():
+        if name == "key":
+            changed = jax.random.key(4)
+        elif leaf.dtype == jnp.bool_:
+            changed = ~leaf
+        elif leaf.ndim == 0:
+            changed = leaf + 1
+        else:  # one element's lowest bit, then a swap of two elements (same multiset, other positions)
+            bits = jax.lax.bitcast_convert_type(leaf.ravel(), {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}[
+                leaf.dtype.itemsize])
+            flipped = jax.lax.bitcast_convert_type(bits.at[1].set(bits[1] ^ 1), leaf.dtype).reshape(leaf.shape)
+            assert _fingerprints({**leaves, name: flipped})[name] != base[name], name
+            changed = leaf.ravel()[jnp.array([1, 0, *range(2, leaf.size)])].reshape(leaf.shape)
+        assert _fingerprints({**leaves, name: changed})[name] != base[name], name
