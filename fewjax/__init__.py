@@ -8,6 +8,7 @@ from fewjax.kernels import (
     classification_loss,
     contrastive_loss,
     distillation_loss,
+    imaml_loss,
     maml_loss,
     map_tasks,
     matching_loss,
@@ -25,6 +26,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch", "EmbedFn", "LossFn", "Params", "Task", "adapt", "classification_loss", "contrastive_loss",
-    "data", "distillation_loss", "evaluate", "maml_loss", "map_tasks", "matching_loss", "models", "over_tasks",
-    "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad",
+    "data", "distillation_loss", "evaluate", "imaml_loss", "maml_loss", "map_tasks", "matching_loss", "models",
+    "over_tasks", "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad",
 ]

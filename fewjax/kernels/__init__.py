@@ -2,6 +2,7 @@
 from fewjax.kernels.adapt import adapt
 from fewjax.kernels.batching import map_tasks, over_tasks, over_tasks_value_and_grad
 from fewjax.kernels.distill import distillation_loss
+from fewjax.kernels.imaml import imaml_loss
 from fewjax.kernels.losses import classification_loss, regression_loss
 from fewjax.kernels.maml import maml_loss
 from fewjax.kernels.matching import matching_loss
@@ -10,6 +11,6 @@ from fewjax.kernels.reptile import reptile_grad
 from fewjax.kernels.siamese import contrastive_loss
 
 __all__ = [
-    "adapt", "classification_loss", "contrastive_loss", "distillation_loss", "maml_loss", "map_tasks", "matching_loss",
-    "over_tasks", "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad",
+    "adapt", "classification_loss", "contrastive_loss", "distillation_loss", "imaml_loss", "maml_loss", "map_tasks",
+    "matching_loss", "over_tasks", "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad",
 ]
