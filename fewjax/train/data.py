@@ -13,15 +13,16 @@ OMNIGLOT_SPLITS = {"vinyals": {"train": "train", "val": "val", "test": "test"},
 alphabets, so no evaluation alphabet influences which checkpoint is kept."""
 
 
-def make_source(config, split: str, *, data_path: str | None = None):
-    """The class source of `split` ("train", "val" or "test"); `data_path` overrides with a folder of test classes."""
+def make_source(config, split: str, *, data_path: str | None = None, invert="auto"):
+    """The class source of `split` ("train", "val" or "test"); `data_path` overrides with a folder of test classes
+    (`invert`: see `fewjax.data.image_folder`)."""
     if config.dataset in TEXT_DATASETS:
         from fewjax.train.text import make_text_source
 
         return make_text_source(config, split, data_path=data_path)
     if data_path is not None:
         return fd.image_folder(data_path, image_size=config.image_size, grayscale=config.model.name == "conv4"
-                               and config.dataset == "omniglot")
+                               and config.dataset == "omniglot", invert=invert)
     data_dir = config.data_dir or None
     if config.dataset == "omniglot":
         if config.split not in OMNIGLOT_SPLITS:
@@ -36,7 +37,7 @@ def make_source(config, split: str, *, data_path: str | None = None):
     raise ValueError(f"config.dataset={config.dataset!r} has no class source")
 
 
-def make_sampler(config, split: str, *, seed: int, data_path: str | None = None):
+def make_sampler(config, split: str, *, seed: int, data_path: str | None = None, invert="auto"):
     """Training episodes for split "train", test-time episodes (test_ways/shots/queries) otherwise."""
     train = split == "train"
     shots = config.shots if train else config.test_shots
@@ -44,7 +45,7 @@ def make_sampler(config, split: str, *, seed: int, data_path: str | None = None)
     if config.dataset == "sinusoid" and data_path is None:
         return fd.sinusoid(shots=shots, queries=queries, seed=seed)
     ways = config.ways if train else config.test_ways
-    source = make_source(config, split, data_path=data_path)
+    source = make_source(config, split, data_path=data_path, invert=invert)
     if split == "test" and config.within_alphabet and data_path is None:
         return within_group_episodes(source, groups=[alphabet_of(n) for n in source.class_names], ways=ways,
                                      shots=shots, queries=queries, seed=seed)
