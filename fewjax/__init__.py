@@ -2,7 +2,10 @@
 
 The public API is curated here (optax style): `fewjax.maml_loss`, `fewjax.Task`, ... Subpackages:
 `fewjax.models` (Flax modules), `fewjax.data` (sources, episodes, sharding), `fewjax.train` and `fewjax.eval`.
+`import fewjax` loads the kernels and types only (JAX, nothing else); the subpackages load on first use, so reusing
+one kernel in research code does not pull Flax, Orbax, tokenizers or the data loaders.
 """
+import importlib
 from fewjax.kernels import (
     adapt,
     classification_loss,
@@ -18,11 +21,19 @@ from fewjax.kernels import (
     regression_loss,
     reptile_grad,
 )
-from fewjax import data, models
-from fewjax.eval import evaluate
 from fewjax.types import Batch, EmbedFn, LossFn, Params, Task
 
 __version__ = "0.1.0"
+
+_SUBPACKAGES = ("data", "eval", "models", "text", "train")
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"fewjax.{name}")
+    if name == "evaluate":
+        return importlib.import_module("fewjax.eval").evaluate
+    raise AttributeError(f"module 'fewjax' has no attribute {name!r}")
 
 __all__ = [
     "Batch", "EmbedFn", "LossFn", "Params", "Task", "adapt", "classification_loss", "contrastive_loss",
