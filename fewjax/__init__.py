@@ -2,7 +2,7 @@
 
 The public API is curated here (optax style): `fewjax.maml_loss`, `fewjax.Task`, ... Subpackages:
 `fewjax.models` (Flax modules), `fewjax.data` (sources, episodes, sharding), `fewjax.train` and `fewjax.eval`.
-`import fewjax` loads the kernels and types only (JAX, nothing else); the subpackages load on first use, so reusing
+`import fewjax` loads the kernels and types only (JAX and optax); the subpackages load on first use, so reusing
 one kernel in research code does not pull Flax, Orbax, tokenizers or the data loaders.
 """
 import importlib
