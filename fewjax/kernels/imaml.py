@@ -10,8 +10,11 @@ Hessian of the support loss at `phi*`, so the meta-gradient of the query loss is
 
     d L_query(phi*) / d theta = (I + H / lam)^-1 g,    g = grad L_query(phi*),
 
-which `imaml_loss` solves by conjugate gradient (`jax.scipy.sparse.linalg.cg`, `cg_steps` iterations) on
-Hessian-vector products (`jax.jvp` of `jax.grad`). The kernel is a `jax.custom_vjp`: `jax.grad`, `jax.vmap`,
+which `imaml_loss` solves by conjugate gradient (`cg_steps` iterations from 0, the iterates of
+`jax.scipy.sparse.linalg.cg` with `maxiter=cg_steps`, in a loop that traces the product once) on
+Hessian-vector products: `hvp="forward"` takes them as `jax.jvp` of `jax.grad` (forward over reverse, the cheaper
+one), `hvp="reverse"` (the default) as `jax.grad` of `<jax.grad, v>`, which also works through layers written as
+`jax.custom_vjp` (fewjax's CPU convolution and pooling: JAX cannot take a `jvp` of those). The kernel is a `jax.custom_vjp`: `jax.grad`, `jax.vmap`,
 `fewjax.over_tasks` and `jax.jit` use it like `maml_loss`, and the memory of a meta-gradient does not grow with
 `inner_steps` (the backward pass keeps only `phi` and the task).
 
@@ -41,6 +44,8 @@ import optax
 from fewjax.kernels.adapt import adapt
 from fewjax.types import LossFn, Params, Task
 
+HVPS = ("forward", "reverse")
+
 
 def imaml_loss(
     loss_fn: LossFn,
@@ -54,6 +59,7 @@ def imaml_loss(
     cg_damping: float = 0.0,
     cg_tol: float = 1e-10,
     inner_optimizer: optax.GradientTransformation | None = None,
+    hvp: str = "reverse",
     diagnostics: bool = True,
 ):
     """Query loss at the regularised inner solution; its gradient w.r.t. `params` is the implicit meta-gradient.
@@ -72,6 +78,8 @@ def imaml_loss(
         `1 + cg_damping`). 0 (the default) is the exact implicit gradient.
       cg_tol: relative residual at which conjugate gradient stops before `cg_steps`.
       inner_optimizer: an optax transformation for the inner loop instead of plain SGD (its state starts fresh).
+      hvp: how Hessian-vector products are taken: "forward" (`jax.jvp` of `jax.grad`) or "reverse" (`jax.grad`
+        of an inner product with `jax.grad`; needed when `loss_fn` uses `jax.custom_vjp` layers).
       diagnostics: also report losses before adaptation, the support loss after it, `prox_sq_dist`
         (`|phi - theta|^2`) and `inner_grad_norm` (a few extra passes, never differentiated).
 
@@ -86,6 +94,8 @@ def imaml_loss(
     _check_positive("lam", lam)
     _check_positive("cg_damping", cg_damping, strict=False)
     _check_positive("cg_tol", cg_tol, strict=False)
+    if hvp not in HVPS:
+        raise ValueError(f"imaml_loss: hvp={hvp!r}; choose one of {HVPS}.")
     if inner_optimizer is not None and inner_lr is not None:
         raise ValueError("imaml_loss: pass either inner_lr (plain SGD) or inner_optimizer (optax), not both.")
     if inner_optimizer is None:
@@ -143,16 +153,50 @@ def imaml_loss(
             grad_support = jax.grad(support_loss)
 
             def matvec(v):
-                hv = jax.jvp(lambda p: grad_support(p, task.support), (phi,), (v,))[1]
+                if hvp == "forward":
+                    hv = jax.jvp(lambda p: grad_support(p, task.support), (phi,), (v,))[1]
+                else:
+                    hv = jax.grad(lambda p: _vdot(grad_support(p, task.support), v))(phi)
                 return jax.tree.map(lambda a, b: (1.0 + cg_damping) * a + (b / lam).astype(a.dtype), v, hv)
 
-            x, _ = jax.scipy.sparse.linalg.cg(matvec, g, maxiter=cg_steps, tol=cg_tol)
+            x = _cg(matvec, g, steps=cg_steps, tol=cg_tol)
         grads = jax.tree.map(lambda a: (ct * a).astype(a.dtype), x)
         return grads, None, None, None
 
     implicit.defvjp(fwd, bwd)
     lr = inner_lr if inner_optimizer is None else jnp.zeros(())
     return implicit(params, task, lam, lr)
+
+
+def _cg(matvec, b, *, steps, tol):
+    """Conjugate gradient for `matvec(x) = b` from `x = 0`: `steps` iterations, fewer once `|r| <= tol |b|`.
+
+    `jax.scipy.sparse.linalg.cg` computes the same iterates (tested), but traces `matvec` three times (initial
+    residual, loop body, and `lax.custom_linear_solve`'s transpose); here it is traced once, which matters when a
+    Hessian-vector product of a network is a large program. Not differentiable (it runs in a backward pass).
+    """
+    rs0 = _vdot(b, b)
+    stop = (tol ** 2) * rs0
+
+    def body(carry, _):
+        x, r, p, rs = carry
+        ap = matvec(p)
+        pap = _vdot(p, ap)
+        go = (rs > stop) & (pap != 0)
+        alpha = jnp.where(go, rs / jnp.where(go, pap, 1), 0)
+        x = jax.tree.map(lambda x, p: x + (alpha * p).astype(x.dtype), x, p)
+        r = jax.tree.map(lambda r, ap: r - (alpha * ap).astype(r.dtype), r, ap)
+        rs_new = _vdot(r, r)
+        beta = jnp.where(go, rs_new / jnp.where(go, rs, 1), 0)
+        p = jax.tree.map(lambda r, p: r + (beta * p).astype(r.dtype), r, p)
+        return (x, r, p, jnp.where(go, rs_new, rs)), None
+
+    x0 = jax.tree.map(jnp.zeros_like, b)
+    return jax.lax.scan(body, (x0, b, b, rs0), None, length=steps)[0][0]
+
+
+def _vdot(a, b):
+    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def _sq_dist(a, b):

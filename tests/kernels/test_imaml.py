@@ -35,7 +35,8 @@ def quad_problem(seed=0, n=5):
     return theta, fewjax.Task(support, query)
 
 
-def test_quadratic_inner_problem_gives_the_closed_form_value_and_implicit_gradient():
+@pytest.mark.parametrize("hvp", ["forward", "reverse"])
+def test_quadratic_inner_problem_gives_the_closed_form_value_and_implicit_gradient(hvp):
     lam = 1.0
     theta, task = quad_problem()
     (mat, _), a = task.support.x, task.support.y
@@ -47,7 +48,7 @@ def test_quadratic_inner_problem_gives_the_closed_form_value_and_implicit_gradie
         return quad_loss(unravel(phi), task.query)[0]
 
     # lr 1/3: the regularised Hessian has eigenvalues in [1.5, 3], so each step halves the error: 80 steps converge.
-    kw = dict(inner_steps=80, inner_lr=1.0 / 3.0, lam=lam, cg_steps=n)
+    kw = dict(inner_steps=80, inner_lr=1.0 / 3.0, lam=lam, cg_steps=n, hvp=hvp)
     (value, metrics), grad = jax.jit(jax.value_and_grad(
         functools.partial(fewjax.imaml_loss, quad_loss, **kw), has_aux=True))(theta, task)
     expected_value, expected_grad = jax.value_and_grad(closed_form)(theta)
@@ -86,6 +87,20 @@ def test_damping_solves_the_damped_system():
         **kw, "cg_steps": 0})[0]))(theta)  # = grad_query(phi*)
     expected = jnp.linalg.solve((1 + damping) * jnp.eye(n) + mat / lam, ravel_pytree(phi_grad)[0])
     np.testing.assert_allclose(ravel_pytree(grad)[0], expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("steps", [1, 3, 8])
+def test_conjugate_gradient_equals_jax_scipy_cg(steps):
+    from fewjax.kernels.imaml import _cg
+
+    r = np.random.default_rng(3)
+    m = r.normal(size=(6, 6))
+    mat = jnp.asarray(m @ m.T + 0.5 * np.eye(6))
+    b = {"u": jnp.asarray(r.normal(size=4)), "v": jnp.asarray(r.normal(size=2))}
+    matvec = lambda t: (lambda y: {"u": y[:4], "v": y[4:]})(mat @ jnp.concatenate([t["u"], t["v"]]))
+    ours = jax.jit(lambda b: _cg(matvec, b, steps=steps, tol=0.0))(b)
+    theirs = jax.scipy.sparse.linalg.cg(matvec, b, maxiter=steps, tol=0.0)[0]
+    chex.assert_trees_all_close(ours, theirs, rtol=1e-9, atol=1e-12)
 
 
 def prox_unrolled(params, task, *, steps, lr, lam):
@@ -177,6 +192,7 @@ def test_memory_does_not_grow_with_inner_steps():
     (dict(inner_lr=None), "missing inner learning rate"),
     (dict(inner_optimizer=optax.sgd(0.1)), "either inner_lr"),
     (dict(cg_damping=-0.5), "cg_damping must be >= 0"),
+    (dict(hvp="fwd"), "hvp='fwd'"),
 ])
 def test_bad_hyperparameters_are_clear_errors(bad, message):
     with pytest.raises(ValueError, match=message):
