@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import optax
 
 import fewjax
-from fewjax.models import MLP, Conv4, apply_fn, head_mask
+from fewjax.models import MLP, Conv4, ResNet12, apply_fn, head_mask
+from fewjax.models.resnet12 import scaled_widths
 from fewjax.train.text import TEXT_DATASETS
 
 
@@ -27,21 +28,22 @@ class Method(NamedTuple):
 
 
 MAML_FAMILY = ("maml", "fomaml", "metasgd", "anil")
-PER_TASK_WEIGHTS = MAML_FAMILY + ("reptile",)
+PER_TASK_WEIGHTS = MAML_FAMILY + ("reptile", "imaml")
 
 
 def task_chunk_size(config) -> int | None:
-    """How many tasks run at once (vmapped) in the meta-gradient and in evaluation; None: the whole batch.
+    """How many tasks a device runs at once (vmapped) in the meta-gradient and in evaluation; None: all of them.
 
-    `config.task_loop`: "vmap" runs them all at once; "scan" one task per device at a time, chunk after chunk,
-    with the meta-gradient summed chunk by chunk (`fewjax.over_tasks_value_and_grad`: activation memory of one
-    task); "auto" picks "scan" on the CPU for methods whose tasks have their own adapted weights (vmapped, their
-    convolutions become grouped convolutions, which XLA:CPU runs several times slower) and "vmap" otherwise.
+    `config.task_loop`: "vmap" runs a device's tasks all at once; "scan" one at a time, with the meta-gradient
+    summed task by task (`fewjax.over_tasks_value_and_grad`: activation memory of one task); "auto" picks "scan"
+    on the CPU for methods whose tasks have their own adapted weights (vmapped, their convolutions become grouped
+    convolutions, which XLA:CPU runs several times slower) and "vmap" otherwise. On several devices each device
+    runs this on its own tasks (`fewjax.train.sharding.per_device`), so the choice does not depend on their number.
     """
     loop = config.task_loop
     if loop == "auto":
         loop = "scan" if jax.default_backend() == "cpu" and config.method in PER_TASK_WEIGHTS else "vmap"
-    return jax.device_count() if loop == "scan" else None
+    return 1 if loop == "scan" else None
 
 
 def build_model(config) -> nn.Module:
@@ -49,8 +51,11 @@ def build_model(config) -> nn.Module:
     metric = config.method in ("protonet", "matching")
     if config.model.name == "mlp":
         return MLP(features=(40, 40), out=1)
+    if config.model.name == "resnet12":  # model.hidden: the first block's width (64 -> 64-160-320-640)
+        return ResNet12(num_classes=None if metric else config.ways, widths=scaled_widths(config.model.hidden),
+                        norm=config.model.norm, dtype=dtype, conv_grad=config.model.conv_grad)
     if config.model.name != "conv4":
-        raise ValueError(f"config.model.name={config.model.name!r}: choose conv4 or mlp")
+        raise ValueError(f"config.model.name={config.model.name!r}: choose conv4, resnet12 or mlp")
     return Conv4(num_classes=None if metric else config.ways, hidden=config.model.hidden, norm=config.model.norm,
                  pool=config.model.pool, dtype=dtype, conv_grad=config.model.conv_grad)
 
@@ -94,6 +99,12 @@ def build_method(config) -> Method:
     # The training step skips maml_loss's diagnostics (two extra forward passes, ~25% of a MAML step);
     # evaluation keeps them, so the accuracy before adaptation is reported there.
     eval_loss = functools.partial(maml, steps=config.eval_inner_steps, first_order=True, diagnostics=True)
+    if config.method == "imaml":  # Rajeswaran et al. 2019: proximal inner problem, implicit meta-gradient
+        imaml = functools.partial(fewjax.imaml_loss, loss_fn, lam=config.imaml_lam, cg_steps=config.imaml_cg_steps,
+                                  cg_damping=config.imaml_cg_damping, **adapt_kw)
+        train_loss = functools.partial(imaml, inner_steps=config.inner_steps, diagnostics=False)
+        eval_loss = functools.partial(imaml, inner_steps=config.eval_inner_steps, diagnostics=True)
+        return Method(config.method, model, init, _value_and_grad(train_loss, chunk), _per_task(eval_loss, chunk))
     if config.method == "reptile":
         meta_grad = fewjax.over_tasks(
             functools.partial(fewjax.reptile_grad, loss_fn, inner_steps=config.inner_steps, **adapt_kw),

@@ -1,6 +1,11 @@
 """Where arrays live on many devices: a 2-D ("tasks", "fsdp") mesh, FSDP parameter sharding, per-process slices.
 
-Tasks of a meta-batch are independent, so the meta-batch is split over *all* devices (both mesh axes). Model
+Tasks of a meta-batch are independent, so the meta-batch is split over *all* devices (both mesh axes), and each
+device runs the one-device program on its own tasks (`per_device`, a `jax.shard_map`): the meta-gradient is
+averaged over devices with one all-reduce of the gradients, and evaluation needs no communication at all. Left
+to XLA's SPMD partitioner, per-task weights (MAML's adapted weights, vmapped) would become one grouped
+convolution over all tasks, which it computes by gathering every task's weights and activations on every
+device (docs/scaling.md). Model
 parameters and their optimizer state are replicated when small and, when `fsdp > 1`, split FSDP-style along the
 "fsdp" axis when large: each large leaf over its largest dimension divisible by the axis size. XLA then gathers a
 parameter where a device needs it whole and reduce-scatters its gradient; no collective is written by hand. The
@@ -22,7 +27,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -51,7 +56,35 @@ def make_mesh(*, fsdp: int = 1, devices: Sequence[jax.Device] | None = None) -> 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Splits the leading (task) axis over every device of `mesh` (all its axes); other axes whole."""
-    return NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
+    return NamedSharding(mesh, PartitionSpec(task_axes(mesh)))
+
+
+def task_axes(mesh: Mesh) -> tuple[str, ...]:
+    """The mesh axes the task axis is split over: all of them, major to minor."""
+    return tuple(mesh.axis_names)
+
+
+def per_device(fn: Callable, mesh: Mesh, *, in_specs: Any, out_specs: Any) -> Callable:
+    """`fn(*args)` run by each device of `mesh` on its own shards of `args`: `jax.shard_map` without type checks.
+
+    Inside, `fn` is the plain one-device program: a gradient it takes is this device's own, and `fn` averages
+    what it must itself, e.g. `jax.lax.pmean(grads, task_axes(mesh))` once per step. (With shard_map's
+    `check_vma=True`, JAX would treat replicated parameters as device-invariant and sum every gradient taken
+    with respect to them over the devices where it is taken: per chunk of tasks, and in MAML's inner loop, whose
+    gradients must stay per task.) Outputs given a replicated spec must be equal on all devices, as after a
+    `pmean`. `jax.lax.axis_index(task_axes(mesh))` is the device's position along the task axis.
+    """
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+
+
+def map_per_device(fn: Callable, mesh: Mesh) -> Callable:
+    """`fn(params, tasks) -> per-task outputs` (leading task axis), each device on its own tasks, no communication.
+
+    `params` replicated; `tasks` and the outputs split over the task axis as `batch_sharding(mesh)` splits them.
+    This is how evaluation runs on many devices: `jax.jit(map_per_device(method.evaluate, mesh))`.
+    """
+    spec = PartitionSpec(task_axes(mesh))
+    return per_device(fn, mesh, in_specs=(PartitionSpec(), spec), out_specs=spec)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -116,7 +149,7 @@ def shard_local_tasks(tasks: Any, mesh: Mesh, *, meta_batch_size: int, axis: int
     `tasks`: numpy pytree whose `axis` is the task axis holding the rows `process_task_indices(mesh,
     meta_batch_size)` (axis=1 for a stack of `steps_per_call` meta-batches).
     """
-    spec = PartitionSpec(*([None] * axis), tuple(mesh.axis_names))
+    spec = PartitionSpec(*([None] * axis), task_axes(mesh))
     sharding = NamedSharding(mesh, spec)
     local = len(process_task_indices(mesh, meta_batch_size))
 

@@ -6,6 +6,11 @@ work and no transfer per step. With host sampling `data` is a meta-batch of task
 when it is above 1). The step donates `state`, runs `steps_per_call` updates in one `lax.scan`, and returns the
 metrics averaged over them; the host reads them only when it logs.
 
+On several devices (`task_sharding` given) each device samples and differentiates only its own tasks, the
+program of one device on `meta_batch_size / n` tasks (`fewjax.train.sharding.per_device`), and the gradients and
+metrics are averaged with one all-reduce; parameters and the optimizer update stay replicated (or FSDP-split
+outside the per-device part, by the jitted step's shardings).
+
 A step whose loss is not finite leaves the parameters as they were and records its step in
 `state.nonfinite_step`; the loop stops with an error naming it, so no checkpoint ever holds non-finite values.
 """
@@ -16,7 +21,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import NamedSharding
+from jax.sharding import NamedSharding, PartitionSpec
+
+from fewjax.train.sharding import batch_sharding, per_device, task_axes
 
 
 class TrainState(NamedTuple):
@@ -48,15 +55,13 @@ def make_train_step(method, tx, *, meta_batch_size: int, sampler=None, steps_per
       sampler: an episode sampler with `device_sample` for on-device sampling; None when the host feeds tasks.
       steps_per_call: updates per call, in a `lax.scan`.
       ema_decay: > 0 also tracks `ema = decay * ema + (1 - decay) * params`.
-      task_sharding: where the sampled tasks live (the task axis split over the mesh); None on one device.
+      task_sharding: how the task axis is split over the mesh (`fewjax.train.sharding.batch_sharding`): each
+        device then runs the meta-gradient on its own tasks. None on one device.
     """
-    task_indices = jnp.arange(meta_batch_size)
+    meta_grad = mean_meta_grad(method, meta_batch_size=meta_batch_size, sampler=sampler, task_sharding=task_sharding)
 
     def one_update(state: TrainState, data):
-        tasks = data if sampler is None else sampler.device_sample(data, state.step, task_indices)
-        if task_sharding is not None:
-            tasks = jax.lax.with_sharding_constraint(tasks, task_sharding)
-        grads, metrics = method.meta_grad(state.params, tasks)
+        grads, metrics = meta_grad(state.params, data, state.step)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(metrics["loss"])
@@ -78,3 +83,37 @@ def make_train_step(method, tx, *, meta_batch_size: int, sampler=None, steps_per
         return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
 
     return step
+
+
+def mean_meta_grad(method, *, meta_batch_size: int, sampler=None, task_sharding: NamedSharding | None = None):
+    """`(params, data, step) -> (gradient, metrics)`, both averaged over the meta-batch of step `step`.
+
+    `data`: the sampler's `device_state()` (tasks `0 .. meta_batch_size - 1` drawn here), or the meta-batch itself
+    when `sampler` is None. With `task_sharding`, device `d` of the `n` along the task axis draws (or receives)
+    tasks `d * b .. (d + 1) * b - 1`, `b = meta_batch_size / n`, which is where `task_sharding` puts them; it
+    takes their mean gradient alone, and one `pmean` averages the devices' means.
+    """
+    if task_sharding is None:
+        def whole(params, data, step):
+            tasks = data if sampler is None else sampler.device_sample(data, step, jnp.arange(meta_batch_size))
+            return method.meta_grad(params, tasks)
+
+        return whole
+    mesh = task_sharding.mesh
+    axes, spec = task_axes(mesh), batch_sharding(mesh).spec
+    if task_sharding.spec != spec or meta_batch_size % mesh.size:
+        raise ValueError(f"task_sharding {task_sharding.spec} with meta_batch_size={meta_batch_size}: split the task "
+                         f"axis over every device (fewjax.train.sharding.batch_sharding(mesh), spec {spec}) and use "
+                         f"a multiple of the {mesh.size} devices.")
+    local_size = meta_batch_size // mesh.size
+
+    def local(params, data, step):
+        if sampler is None:
+            tasks = data
+        else:
+            first = jax.lax.axis_index(axes) * local_size
+            tasks = sampler.device_sample(data, step, first + jnp.arange(local_size))
+        return jax.lax.pmean(method.meta_grad(params, tasks), axes)
+
+    data_spec = PartitionSpec() if sampler is not None else spec
+    return per_device(local, mesh, in_specs=(PartitionSpec(), data_spec, PartitionSpec()), out_specs=PartitionSpec())

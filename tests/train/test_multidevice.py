@@ -218,14 +218,14 @@ except ValueError as e:
 
 
 def test_task_loop_scan_over_four_devices_trains_like_one_vmapped_device(tmp_path):
-    """meta-batch 8 on 4 devices with task_loop=scan: 2 chunks of one task per device, gradients summed."""
+    """meta-batch 8 on 4 devices with task_loop=scan: each device scans its 2 tasks one at a time, then one mean."""
     def run(devices, loop):
         code = f"""
 from fewjax.train import train_and_evaluate
 from fewjax.train.methods import task_chunk_size
 from tests.train.test_multidevice import multi_config
 config = multi_config(None, "maml", task_loop={loop!r})
-assert task_chunk_size(config) == (4 if {loop!r} == "scan" else None)
+assert task_chunk_size(config) == (1 if {loop!r} == "scan" else None)
 train_and_evaluate(config, {str(tmp_path / loop)!r}, progress=False)
 """
         run_in_subprocess(code, devices=devices)
