@@ -19,6 +19,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable
 
@@ -56,7 +57,8 @@ def evaluate(
       num_episodes, batch_size, seed: the episode set and how many are evaluated per call.
       metric: the per-task value to summarise ("accuracy"; "loss" for regression).
       mesh: shard each batch's task axis over all devices of this mesh (batch_size is rounded up to a multiple
-        of its size; the padding episodes are not scored). Every process passes the same episodes.
+        of its size; the padding episodes are not scored); each device evaluates its own episodes with the
+        one-device program. Every process passes the same episodes.
       jitted: a jitted `eval_fn` to reuse across calls (validation during training); built when None.
       progress: show a progress bar.
 
@@ -71,9 +73,10 @@ def evaluate(
     if mesh is not None:
         batch_size = -(-batch_size // mesh.size) * mesh.size
         place = lambda t: jax.device_put(t, batch_sharding(mesh))  # noqa: E731
+        run = _per_device(jitted or eval_fn, mesh)
     else:
         place = jax.device_put
-    run = jitted or jax.jit(eval_fn)
+        run = jitted or jax.jit(eval_fn)
     start = time.perf_counter()
     values = []
     chunks = (_pad(t, batch_size) for t in _episode_chunks(sampler, num_episodes, seed, batch_size))
@@ -94,6 +97,14 @@ def evaluate(
         "episodes": int(v.size),
         "seconds": time.perf_counter() - start,
     }
+
+
+@functools.lru_cache(maxsize=8)
+def _per_device(eval_fn: Callable, mesh) -> Callable:
+    """`eval_fn` run by each device on its own episodes, jitted once per (function, mesh): validation reuses it."""
+    from fewjax.train.sharding import map_per_device
+
+    return jax.jit(map_per_device(eval_fn, mesh))
 
 
 def _episode_chunks(sampler, num_episodes: int, seed: int, batch_size: int):
