@@ -10,7 +10,7 @@ import jax
 from absl import flags
 
 from fewjax.eval.evaluate import TEST_SEED, VAL_SEED, evaluate
-from fewjax.train.checkpoint import Checkpoints
+from fewjax.train.checkpoint import Checkpoints, CorruptCheckpointError
 from fewjax.train.cli import FlagError
 from fewjax.train.config import base_config, validate
 from fewjax.train.data import make_sampler
@@ -87,7 +87,11 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
         example = sampler.sample(0).support.x
         target = init_state(method.init(jax.random.key(0), example), outer_optimizer(config),
                             ema=config.ema_decay > 0)
-        state, info = ckpts.restore(target, step=which)
+        try:
+            state, info = ckpts.restore(target, step=which)
+        except CorruptCheckpointError as e:
+            raise CorruptCheckpointError(f"--checkpoint {f.checkpoint}: {e}. --checkpoint latest evaluates the newest "
+                                         "intact checkpoint.") from None
         params = state.ema_params if f.ema and state.ema_params is not None else state.params
         metric = "loss" if config.dataset == "sinusoid" and not f.data else "accuracy"
         result = evaluate(method.evaluate, params, sampler, num_episodes=f.episodes, batch_size=f.batch_size,

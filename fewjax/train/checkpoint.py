@@ -32,9 +32,10 @@ PRNG keys: typed keys (`jax.random.key`) and raw `uint32` keys (`jax.random.PRNG
 Orbax stores a typed key as its `key_data` together with the key implementation and restores a typed key when the
 target leaf is one (a key array or a `jax.ShapeDtypeStruct` with a key dtype); no conversion by the loop is needed.
 
-Multi-host: every method must be called on all processes (Orbax synchronises them). Fingerprints are reductions
-of the global arrays, the same on every process and for any sharding, so a step saved by N processes verifies in M. All writes go through Orbax,
-except moving a corrupt step aside, which only process 0 does (an atomic rename) before a barrier.
+Multi-host: every method must be called on all processes (Orbax synchronises them). Fingerprints are reductions of
+the global arrays, the same on every process and for any sharding, so a step saved by N processes verifies in M. All
+writes go through Orbax, except moving a corrupt step aside, which only process 0 does (an atomic rename) before a
+barrier.
 
 Example::
 
@@ -419,7 +420,7 @@ class Checkpoints:
             raise _Unreadable("its _CHECKPOINT_METADATA (with the config) is missing")
         config = dict(custom.get("config") or {})
         integrity = custom.get("integrity")
-        if custom[_MARKER] >= 2:
+        if custom[_MARKER] != 1:  # format 1 predates the integrity record
             if not isinstance(integrity, dict) or not isinstance(integrity.get("arrays"), dict):
                 raise _Unreadable("its integrity record (checksums) is missing")
             if integrity.get("config") != _digest(config):
@@ -539,9 +540,8 @@ class _QuietOrbaxTracebacks(logging.Filter):
         logging.getLogger("absl").addFilter(self)  # Orbax logs through absl; adding twice is a no-op
 
     def close(self) -> None:
-        self._open -= 1
-        if self._open <= 0:
-            self._open = 0
+        self._open = max(0, self._open - 1)
+        if not self._open:
             logging.getLogger("absl").removeFilter(self)
 
 

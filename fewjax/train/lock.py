@@ -115,8 +115,7 @@ class WorkdirLock:
             if raw is None:
                 continue  # released meanwhile
             holder = _parse(raw)
-            reason = "its lock file is unreadable" if holder is None and age > self._stale_after else (
-                None if holder is None else stale_reason(holder, age, me=me, stale_after=self._stale_after))
+            reason = self._why_stale(holder, age, me)
             if reason is None:
                 raise WorkdirBusyError(busy_message(self.workdir, holder, self.path))
             if self._break(raw):
@@ -136,6 +135,11 @@ class WorkdirLock:
         self._record = None
 
     # ------------------------------------------------------------------ internals
+
+    def _why_stale(self, holder: dict | None, age: float, me: dict) -> str | None:
+        if holder is None:  # not JSON: a damaged file (ours are written whole, then linked into place)
+            return "its lock file is unreadable" if age > self._stale_after else None
+        return stale_reason(holder, age, me=me, stale_after=self._stale_after)
 
     def _create(self, data: bytes, path: Path | None = None) -> bool:
         """Creates `path` (the lock) holding `data`, atomically; False if it exists."""

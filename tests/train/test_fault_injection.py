@@ -76,7 +76,8 @@ def finish_and_compare(image_root, workdir: Path, reference: Path) -> None:
     for x, y in zip(jax.tree.leaves((a.params, a.opt_state)), jax.tree.leaves((b.params, b.opt_state))):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert (workdir / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
-    steps = [r["step"] for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines()) if "train/loss" in r]
+    logged = map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())
+    steps = [r["step"] for r in logged if "train/loss" in r]
     assert steps == list(range(1, RUN["total_steps"] + 1))
     assert json.loads((workdir / "eval_test.json").read_text())["accuracy"] == \
         json.loads((reference / "eval_test.json").read_text())["accuracy"]
