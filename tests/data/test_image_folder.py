@@ -130,6 +130,8 @@ def test_folder_of_omniglot_pngs_gives_the_builtin_arrays(omniglot_pngs, monkeyp
     with pytest.warns(RuntimeWarning, match="inverting"):
         via_evaluate = make_source(config, "test", data_path=str(flat_folder(out / "light")))
     np.testing.assert_array_equal(via_evaluate.class_examples(1), builtin.class_examples(1))
+    kept = make_source(config, "test", data_path=str(flat_folder(out / "light")), invert=False)  # --invert false
+    np.testing.assert_array_equal(kept.class_examples(1), 255 - builtin.class_examples(1))
 
 
 def test_dark_or_light_background_gives_the_same_arrays(omniglot_pngs):
