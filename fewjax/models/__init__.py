@@ -7,6 +7,7 @@ from fewjax.models import bert
 
 from fewjax.models.conv4 import Conv4
 from fewjax.models.mlp import MLP
+from fewjax.models.resnet12 import ResNet12
 from fewjax.models.bert import BertConfig, BertEncoder, load_pretrained, make_embed_fn, pool
 from fewjax.models.norm import BatchStatNorm
 
@@ -25,6 +26,6 @@ def apply_fn(model):
 
 
 __all__ = [
-    "BatchStatNorm", "BertConfig", "BertEncoder", "Conv4", "MLP", "apply_fn", "bert", "head_mask", "load_pretrained",
-    "make_embed_fn", "pool",
+    "BatchStatNorm", "BertConfig", "BertEncoder", "Conv4", "MLP", "ResNet12", "apply_fn", "bert", "head_mask",
+    "load_pretrained", "make_embed_fn", "pool",
 ]

@@ -13,9 +13,10 @@ import ml_collections
 from fewjax.models.conv4 import CONV_GRADS
 from fewjax.train.text import TEXT_DATASETS, text_config
 
-METHODS = ("maml", "fomaml", "metasgd", "anil", "reptile", "protonet", "matching", "finetune")
+METHODS = ("maml", "fomaml", "metasgd", "anil", "reptile", "imaml", "protonet", "matching", "finetune")
 DATASETS = ("omniglot", "image_folder", "sinusoid") + TEXT_DATASETS
 SCHEDULES = ("constant", "step", "cosine", "linear")
+MODELS = ("conv4", "resnet12", "mlp")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -52,8 +53,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_batch_size = 50
 
     c.model = ml_collections.ConfigDict()
-    c.model.name = "conv4"  # conv4 (images) or mlp (sinusoid)
-    c.model.hidden = 64
+    c.model.name = "conv4"  # conv4 or resnet12 (images: resnet12 reads image folders as RGB), mlp (sinusoid)
+    c.model.hidden = 64  # conv4: filters per layer; resnet12: the first block's width (64 -> 64-160-320-640)
     c.model.norm = "batch"
     c.model.pool = "max"
     c.model.dtype = "float32"  # "bfloat16": mixed precision (compute in bf16, params and loss in f32)
@@ -64,6 +65,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_inner_steps = 3
     c.inner_optimizer = "sgd"  # sgd or adam (Reptile: Adam with beta1 = 0, as Nichol et al.)
     c.remat = False
+    # iMAML (Rajeswaran et al. 2019): proximal strength lambda of the inner problem, conjugate-gradient iterations
+    # for the implicit meta-gradient, and damping of that linear system (see fewjax.imaml_loss).
+    c.imaml_lam = 2.0
+    c.imaml_cg_steps = 5
+    c.imaml_cg_damping = 0.0
     # How a device runs its tasks: "vmap" (all at once), "scan" (one at a time, gradients summed: memory of one
     # task), "auto" ("scan" on CPU for methods whose tasks get their own adapted weights, else "vmap").
     c.task_loop = "auto"
@@ -132,20 +138,27 @@ def validate(c: ml_collections.ConfigDict) -> None:
         need(c[key] % c.steps_per_call == 0, key, c[key], f"must be a multiple of steps_per_call={c.steps_per_call}")
     if c.method == "finetune":
         need(c.dataset in TEXT_DATASETS, "method", c.method, f"finetune is the text baseline: use a dataset in {TEXT_DATASETS}")
-    if c.method in ("maml", "fomaml", "metasgd", "anil", "reptile"):
+    if c.method in ("maml", "fomaml", "metasgd", "anil", "reptile", "imaml"):
         need(c.inner_steps >= 1, "inner_steps", c.inner_steps, "must be >= 1 for this method")
         need(c.eval_inner_steps >= 1, "eval_inner_steps", c.eval_inner_steps, "must be >= 1")
         if c.dataset != "sinusoid":
             need(c.test_ways == c.ways, "test_ways", c.test_ways,
                  f"{c.method} has a {c.ways}-way head: test_ways must equal ways={c.ways}")
     if c.dataset == "sinusoid":
-        need(c.method in ("maml", "fomaml", "metasgd", "anil", "reptile"), "method", c.method,
+        need(c.method in ("maml", "fomaml", "metasgd", "anil", "reptile", "imaml"), "method", c.method,
              "sinusoid regression needs a MAML-family method or reptile")
+    if c.method == "imaml":
+        need(c.imaml_lam > 0, "imaml_lam", c.imaml_lam, "must be > 0 (the proximal strength lambda)")
+        need(c.imaml_cg_steps >= 0, "imaml_cg_steps", c.imaml_cg_steps, "must be >= 0 (0: first-order approximation)")
+        need(c.imaml_cg_damping >= 0, "imaml_cg_damping", c.imaml_cg_damping, "must be >= 0")
     need(0.0 <= c.ema_decay < 1.0, "ema_decay", c.ema_decay, "must lie in [0, 1)")
     need(not c.within_alphabet or c.dataset == "omniglot", "within_alphabet", c.within_alphabet,
          "within-alphabet episodes need dataset=omniglot (Lake's protocol; train with split=lake on the background "
          "alphabets only)")
-    need(not c.augment.affine or c.model.name == "conv4", "augment.affine", c.augment.affine, "is for images")
+    need(c.model.name in MODELS, "model.name", c.model.name, f"choose one of {MODELS}")
+    need(c.model.hidden >= 1, "model.hidden", c.model.hidden, "must be >= 1")
+    need(not c.augment.affine or c.model.name in ("conv4", "resnet12"), "augment.affine", c.augment.affine,
+         "is for images")
     need(0 <= c.augment.max_scale < 1, "augment.max_scale", c.augment.max_scale, "must lie in [0, 1)")
     for key in ("max_rotation", "max_shear", "max_shift"):
         need(c.augment[key] >= 0, f"augment.{key}", c.augment[key], "must be >= 0")
