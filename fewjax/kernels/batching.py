@@ -35,7 +35,9 @@ def over_tasks(kernel: Callable, *, chunk_size: int | None = None) -> Callable:
     `params` (and any further arguments) are shared by all tasks; the returned function gives the mean over
     tasks of the value (a scalar loss, or a pytree such as Reptile's pseudo-gradient) and of every metric.
     `chunk_size` (a divisor of the task count) runs that many tasks at a time, chunk after chunk; None runs
-    all at once. Under `jax.jit` with the task axis sharded over devices, XLA turns the mean into an all-reduce.
+    all at once. On many devices, run it per device on the device's own tasks and average the devices' means
+    (`fewjax.train.sharding.per_device`): left to XLA's partitioner, vmapped per-task weights become one grouped
+    convolution over all tasks, which it computes by gathering every task's weights and activations everywhere.
     """
 
     @functools.wraps(kernel)
@@ -107,8 +109,7 @@ def _num_tasks(tasks) -> int:
 def _chunks(tasks, chunk_size: int | None, name: str):
     """Tasks `[T, ...]` as `[T // chunk_size, chunk_size, ...]`, or None to run them all at once.
 
-    Chunk `k` holds tasks `k, k + T/c, k + 2T/c, ...`: when the task axis is split over devices in contiguous
-    blocks and `chunk_size` is the number of devices, every chunk has one task on each device.
+    Chunk `k` holds tasks `k, k + T/c, k + 2T/c, ...` (the order does not change a sum; `map_tasks` restores it).
     """
     n = _num_tasks(tasks)
     if chunk_size is None or chunk_size == n:
