@@ -6,9 +6,9 @@ Resumes from the newest complete, intact checkpoint in `workdir/checkpoints`; th
 one row per step (rows past the restored step are dropped). SIGTERM and SIGINT save a checkpoint and return
 `{"interrupted_at_step": s, "signal": number}` (train.py then exits with 128 + number); a non-finite loss raises
 `FloatingPointError` naming the step as metrics.jsonl counts it, after which the last good checkpoint is still on
-disk. Validation runs every `eval_every` steps on a fixed set of episodes of the
-validation classes; the best checkpoint by validation accuracy is kept. At the end the best checkpoint (the
-latest when there is no validation) is evaluated on `test_episodes` episodes of the test classes.
+disk. Validation runs every `eval_every` steps on a fixed set of episodes of the validation classes; the best
+checkpoint by validation accuracy is kept. At the end the best checkpoint (the latest when there is no validation)
+is evaluated on `test_episodes` episodes of the test classes.
 """
 from __future__ import annotations
 
