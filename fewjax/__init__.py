@@ -12,7 +12,10 @@ from fewjax.kernels import (
     contrastive_loss,
     distillation_loss,
     imaml_loss,
+    lslr_init,
     maml_loss,
+    mamlpp_loss,
+    mamlpp_step_weights,
     map_tasks,
     matching_loss,
     over_tasks,
@@ -37,6 +40,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "Batch", "EmbedFn", "LossFn", "Params", "Task", "adapt", "classification_loss", "contrastive_loss",
-    "data", "distillation_loss", "evaluate", "imaml_loss", "maml_loss", "map_tasks", "matching_loss", "models",
-    "over_tasks", "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad",
+    "data", "distillation_loss", "evaluate", "imaml_loss", "lslr_init", "maml_loss", "mamlpp_loss",
+    "mamlpp_step_weights", "map_tasks", "matching_loss", "models", "over_tasks", "over_tasks_value_and_grad",
+    "protonet_loss", "regression_loss", "reptile_grad",
 ]
