@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.train.test_multidevice import REPO, assert_same_training, final_state, multi_config
+from tests.train.test_partitioning import assert_partitioned
 
 DRIVER = """
 import json, sys, types
@@ -43,13 +44,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+COST_DRIVER = """
+import json, sys
+import jax
+jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=int(sys.argv[2]), process_id=int(sys.argv[3]))
+from tests.train.test_partitioning import program_costs
+print("RESULT" + json.dumps(program_costs("maml", "scan", "matmul", (1, jax.device_count()))))
+"""
+
+
 def launch(workdir: Path, *, processes: int, devices: int = 1, total_steps: int = 10, host: bool = False,
-           timeout: int = 180) -> list[dict]:
-    """Runs the driver in `processes` processes of `devices` fake CPU devices each; returns their results."""
+           timeout: int = 180, driver: str = DRIVER) -> list[dict]:
+    """Runs `driver` in `processes` processes of `devices` fake CPU devices each; returns their results."""
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     address = f"127.0.0.1:{free_port()}"
-    procs = [subprocess.Popen([sys.executable, "-c", DRIVER, address, str(processes), str(i), str(workdir),
+    procs = [subprocess.Popen([sys.executable, "-c", driver, address, str(processes), str(i), str(workdir),
                                str(total_steps), "host" if host else "device"],
                               env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(processes)]
@@ -124,3 +134,11 @@ def test_host_sampling_two_processes_of_two_devices_train_like_one(runs, tmp_pat
     a, b = final_state(tmp_path / "host_one", config), final_state(out / "one", config)
     assert not all(np.allclose(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a.params),
                                                                              jax.tree.leaves(b.params)))
+
+
+def test_two_processes_each_do_half_the_work_and_exchange_only_gradients(tmp_path):
+    """The MAML step and evaluation compiled by 2 processes of 1 device: per device, half the one-device FLOPs;
+    between the processes, one all-reduce of the gradients per step and nothing during evaluation."""
+    for costs in launch(tmp_path, processes=2, timeout=300, driver=COST_DRIVER):
+        for kind in ("train", "eval"):
+            assert_partitioned(costs, kind, param_bytes=costs["param_bytes"], device_counts=(2,))
