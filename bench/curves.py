@@ -39,7 +39,9 @@ def record(name: str, *, runs: Path = ROOT / "runs", every: int = 50, out: Path 
                   key=lambda r: r["step"])
     header = {"run": name, "method": config.get("method"), "ways": config.get("ways"),
               "shots": config.get("shots"), "test_ways": config.get("test_ways"),
-              "test_shots": config.get("test_shots"), "segments": _jsonl(workdir / "segments.jsonl")}
+              "test_shots": config.get("test_shots"), "split": config.get("split"),
+              "within_alphabet": config.get("within_alphabet", False),
+              "segments": _jsonl(workdir / "segments.jsonl")}
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in [header, *kept]) + "\n")
@@ -76,7 +78,8 @@ def plot(name: str, *, curves: Path = CURVES, out: Path = PLOTS) -> Path:
         steps, values = zip(*val)
         scale = 100 if "accuracy" in val_key else 1
         ax_val.plot(steps, [scale * v for v in values], marker=".", label=f"fewjax validation ({setting})")
-    published = PUBLISHED.get(header.get("method"), {}).get(setting)
+    published = PUBLISHED.get(header.get("method"), {}).get(setting) if header.get("split", "vinyals") == "vinyals" \
+        else None  # the published table is the Vinyals split's
     if published is not None:
         ax_val.axhline(published, ls="--", color="gray", label=f"published test {setting}: {published}")
     ax_val.set(xlabel="training step (episodes)", ylabel=val_key or "validation", title="validation")

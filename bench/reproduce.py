@@ -165,14 +165,15 @@ def table() -> str:
 
 def lake_table() -> str:
     """Lake's within-alphabet 20-way 1-shot test: error with CI, beside the published errors."""
-    lines = ["| method | augmentation | error % (600 episodes, 95% CI) | training steps | train wall time | commit |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {name} (published) | | {error} | | | |" for name, error in LAKE_PUBLISHED_ERRORS.items()]
+    lines = ["| method | augmentation | error % (600 episodes, 95% CI) | training steps | train wall time | load avg | "
+             "commit |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {name} (published) | | {error} | | | | |" for name, error in LAKE_PUBLISHED_ERRORS.items()]
     for r in _records():
         if not r.get("within_alphabet"):
             continue
         lines.append(f"| fewjax {r['method']} | {_augmentation(r)} | {100 * (1 - r['accuracy']):.2f} ± "
-                     f"{100 * r['ci95']:.2f} | {_trained(r)[0]:,} | {r['train_wall_seconds'] / 60:.1f} min | "
+                     f"{100 * r['ci95']:.2f} | {_trained(r)[0]:,}{' (partial)' if r.get('partial') else ''} | "
+                     f"{r['train_wall_seconds'] / 60:.1f} min | {r.get('train_load_average', 0):.1f} | "
                      f"{r.get('commit', '')} |")
     return "\n".join(lines)
 
