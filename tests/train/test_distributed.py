@@ -139,6 +139,6 @@ def test_host_sampling_two_processes_of_two_devices_train_like_one(runs, tmp_pat
 def test_two_processes_each_do_half_the_work_and_exchange_only_gradients(tmp_path):
     """The MAML step and evaluation compiled by 2 processes of 1 device: per device, half the one-device FLOPs;
     between the processes, one all-reduce of the gradients per step and nothing during evaluation."""
-    for costs in launch(tmp_path, processes=2, timeout=300, driver=COST_DRIVER):
+    for costs in launch(tmp_path, processes=2, timeout=900, driver=COST_DRIVER):
         for kind in ("train", "eval"):
             assert_partitioned(costs, kind, param_bytes=costs["param_bytes"], device_counts=(2,))

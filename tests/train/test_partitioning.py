@@ -107,7 +107,7 @@ import json
 from tests.train.test_partitioning import program_costs
 print("RESULT" + json.dumps(program_costs({method!r}, {task_loop!r}, {conv_grad!r}, (1, 2, 4, 8))))
 """
-    return request.param, json.loads(run_in_subprocess(code, devices=8).split("RESULT", 1)[1])
+    return request.param, json.loads(run_in_subprocess(code, devices=8, timeout=900).split("RESULT", 1)[1])
 
 
 @pytest.mark.parametrize("kind", ["train", "eval"])
