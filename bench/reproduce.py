@@ -158,7 +158,8 @@ def table() -> str:
         pub = PUBLISHED.get(r["method"], {}).get(r["setting"], "")
         load = r.get("train_load_average", r.get("load_average"))
         lines.append(f"| {r['method']} | {r['setting']} | {pub} | {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f} | "
-                     f"{_trained(r)[1]} | {r['train_wall_seconds'] / 60:.1f} min | {load:.1f} | {r['hardware']} | "
+                     f"{_trained(r)[1]}{' (partial)' if r.get('partial') else ''} | {r['train_wall_seconds'] / 60:.1f} min | "
+                     f"{load:.1f} | {r['hardware']} | "
                      f"{r.get('commit', '')} |")
     return "\n".join(lines)
 

@@ -27,15 +27,13 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from fewjax.models.conv import conv_general_dilated
+from fewjax.models.conv import conv_general_dilated, matmul_grad
 from fewjax.models.norm import make_norm
 from fewjax.models.pool import max_pool_2x2
 
 POOLS = ("max", "stride")
-CONV_GRADS = ("auto", "xla", "matmul")
 
 
 class Conv4(nn.Module):
@@ -51,10 +49,7 @@ class Conv4(nn.Module):
     def __call__(self, x):
         if self.pool not in POOLS:
             raise ValueError(f"Conv4: pool={self.pool!r}; choose one of {POOLS}.")
-        if self.conv_grad not in CONV_GRADS:
-            raise ValueError(f"Conv4: conv_grad={self.conv_grad!r}; choose one of {CONV_GRADS}.")
-        matmul = self.conv_grad == "matmul" or (self.conv_grad == "auto" and jax.default_backend() == "cpu")
-        conv_kw = {"conv_general_dilated": conv_general_dilated} if matmul else {}
+        conv_kw = {"conv_general_dilated": conv_general_dilated} if matmul_grad(self.conv_grad, "Conv4") else {}
         if x.ndim != 4:
             raise ValueError(f"Conv4 expects images [N, H, W, C]; got shape {x.shape}.")
         x = x.astype(self.dtype)

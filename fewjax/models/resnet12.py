@@ -25,11 +25,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from fewjax.models.conv import conv_general_dilated
-from fewjax.models.conv4 import CONV_GRADS
+from fewjax.models.conv import conv_general_dilated, matmul_grad
 from fewjax.models.norm import make_norm
 from fewjax.models.pool import max_pool_2x2
 
@@ -77,13 +75,11 @@ class ResNet12(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        if self.conv_grad not in CONV_GRADS:
-            raise ValueError(f"ResNet12: conv_grad={self.conv_grad!r}; choose one of {CONV_GRADS}.")
         if x.ndim != 4:
             raise ValueError(f"ResNet12 expects images [N, H, W, C]; got shape {x.shape}.")
         if len(self.widths) != 4:
             raise ValueError(f"ResNet12: widths must name four blocks' channels, got {tuple(self.widths)}.")
-        matmul = self.conv_grad == "matmul" or (self.conv_grad == "auto" and jax.default_backend() == "cpu")
+        matmul = matmul_grad(self.conv_grad, "ResNet12")
         x = x.astype(self.dtype)
         for i, features in enumerate(self.widths):
             x = ResidualBlock(features, norm=self.norm, dtype=self.dtype, matmul_grad=matmul, name=f"block{i}")(x)

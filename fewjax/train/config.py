@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from fewjax.models.conv4 import CONV_GRADS
+from fewjax.models.conv import CONV_GRADS
 from fewjax.train.text import TEXT_DATASETS, text_config
 
 METHODS = ("maml", "fomaml", "metasgd", "anil", "reptile", "imaml", "protonet", "matching", "finetune")
