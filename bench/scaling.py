@@ -6,7 +6,7 @@ Run:  PYTHONPATH=. python bench/scaling.py [--devices 1 2 4 8] [--processes 2] [
 
 For each device count N, a subprocess with N devices compiles and times, for each method, the trainer's step
 (`fewjax.train.step.make_train_step`: on-device sampling, meta-gradient, Adam) and the evaluation call
-(`fewjax.train.sharding.map_per_device(method.evaluate)`) on a meta-batch (and an evaluation batch) of the same
+(`fewjax.placement.map_per_device(method.evaluate)`) on a meta-batch (and an evaluation batch) of the same
 global size, split over the N devices. Beside each time stand the CPU seconds the call used (all threads), the
 compiled program's per-device FLOPs (counted through loops, `fewjax.train.program_cost`) as a fraction of the
 one-device program's, and the bytes its collectives move per call. `--processes P` adds the same rows for P
@@ -111,7 +111,7 @@ def child(a) -> list[dict]:
 
     from fewjax.train.methods import outer_optimizer, task_chunk_size
     from fewjax.train.program_cost import compiled_cost
-    from fewjax.train.sharding import batch_sharding, make_mesh, map_per_device, replicated, state_shardings
+    from fewjax.placement import batch_sharding, make_mesh, map_per_device, replicated, state_shardings
     from fewjax.train.step import init_state, make_train_step
 
     devices = jax.devices()[:a.devices] if a.real else jax.devices()

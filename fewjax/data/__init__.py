@@ -1,4 +1,4 @@
-"""Episode data: sources (class -> examples) -> episodes (seeded, fixed shapes) -> pipeline (placement).
+"""Episode data: sources (class -> examples) -> episodes (seeded, fixed shapes) -> prefetch (a background thread); device placement is fewjax.placement.
 
 Example:
     >>> import numpy as np, fewjax.data as fd
@@ -10,12 +10,12 @@ from fewjax.data import augment
 from fewjax.data.episodes import DeviceState, EpisodeSampler, episodes
 from fewjax.data.image_folder import image_folder
 from fewjax.data.omniglot import omniglot
-from fewjax.data.pipeline import prefetch, replicated, shard_tasks, task_mesh, task_sharding
+from fewjax.data.pipeline import prefetch
 from fewjax.data.sinusoid import SinusoidSampler, sinusoid
 from fewjax.data.sources import ArraySource
 from fewjax.data.tfds import tfds_source
 
 __all__ = [
     "ArraySource", "DeviceState", "EpisodeSampler", "SinusoidSampler", "augment", "episodes", "image_folder", "omniglot",
-    "prefetch", "replicated", "shard_tasks", "sinusoid", "task_mesh", "task_sharding", "tfds_source",
+    "prefetch", "sinusoid", "tfds_source",
 ]

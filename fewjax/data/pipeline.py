@@ -1,73 +1,21 @@
-"""Device placement: a 1-D mesh over the task axis, sharded meta-batches, host prefetch.
+"""Host prefetch: the next meta-batches are prepared on a background thread while the device computes.
 
-A meta-batch is a `Task` whose arrays have a leading task axis `[B, ...]`. On
-`n` devices it is split along that axis (B must be a multiple of n); model
-parameters and the on-device sampler state are replicated. One device is the
-trivial case, so the same step runs on 1 CPU, 8 GPUs or a TPU slice.
+Placement on devices (meshes, shardings, per-device programs) is `fewjax.placement`'s job, one module for the
+trainer, the evaluator and the tests.
 
 Example:
     >>> import numpy as np, fewjax.data as fd
-    >>> mesh = fd.task_mesh()
     >>> src = fd.ArraySource(np.zeros((40, 8), np.float32), np.arange(40) % 4, list("abcd"))
     >>> sampler = fd.episodes(src, ways=2, shots=1, queries=2, seed=0)
-    >>> batches = fd.prefetch(fd.shard_tasks(t, mesh) for t in sampler.batches(mesh.size * 2))
-    >>> next(batches).support.x.shape[0] == mesh.size * 2
-    True
+    >>> batches = fd.prefetch(sampler.batches(4))
+    >>> next(batches).support.x.shape[0]
+    4
 """
 from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable, Iterable, Iterator, Sequence
-
-import jax
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-TASK_AXIS = "tasks"
-
-
-def task_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh named `"tasks"` over `devices` (default: all devices, `jax.devices()`)."""
-    devices = list(jax.devices() if devices is None else devices)
-    if not devices:
-        raise ValueError("task_mesh needs at least one device; got an empty list.")
-    return Mesh(np.array(devices), (TASK_AXIS,))
-
-
-def task_sharding(mesh: Mesh) -> NamedSharding:
-    """Splits the leading (task) axis of an array across the mesh; other axes whole."""
-    return NamedSharding(mesh, PartitionSpec(TASK_AXIS))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-    """A full copy on every device of the mesh (parameters, optimizer state, `device_state()`)."""
-    return NamedSharding(mesh, PartitionSpec())
-
-
-def shard_tasks(tasks: Any, mesh: Mesh) -> Any:
-    """Places a host meta-batch (any pytree, leading task axis) split over `mesh`'s devices.
-
-    With several processes, each passes its own slice of the global meta-batch
-    (e.g. from `sampler.sample_batch(step, its_indices)`) and gets back the
-    global array. Raises ValueError when the local batch does not divide evenly
-    over the local devices.
-    """
-    sharding = task_sharding(mesh)
-    local_devices = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
-    leaves = jax.tree.leaves(tasks)
-    for leaf in leaves:
-        shape = np.shape(leaf)
-        if not shape or shape[0] % len(local_devices):
-            raise ValueError(
-                f"a meta-batch with leading task axis {shape[0] if shape else '(none)'} cannot be split over "
-                f"{len(local_devices)} devices: use a meta-batch size that is a multiple of {len(local_devices)} "
-                "(per process)."
-            )
-    if jax.process_count() == 1:
-        return jax.device_put(tasks, sharding)
-    return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), tasks)
-
+from typing import Any, Callable, Iterable, Iterator
 
 _END = object()
 

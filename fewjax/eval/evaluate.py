@@ -68,7 +68,7 @@ def evaluate(
     if num_episodes < 1 or batch_size < 1:
         raise ValueError(f"evaluate: num_episodes={num_episodes} and batch_size={batch_size} must be >= 1.")
     batch_size = min(batch_size, num_episodes)
-    from fewjax.train.sharding import batch_sharding, fetch  # here: fewjax.train imports this module
+    from fewjax.placement import batch_sharding, fetch  # here: fewjax.train imports this module
 
     if mesh is not None:
         batch_size = -(-batch_size // mesh.size) * mesh.size
@@ -102,7 +102,7 @@ def evaluate(
 @functools.lru_cache(maxsize=8)
 def _per_device(eval_fn: Callable, mesh) -> Callable:
     """`eval_fn` run by each device on its own episodes, jitted once per (function, mesh): validation reuses it."""
-    from fewjax.train.sharding import map_per_device
+    from fewjax.placement import map_per_device
 
     return jax.jit(map_per_device(eval_fn, mesh))
 

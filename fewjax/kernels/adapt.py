@@ -67,33 +67,32 @@ def adapt(
     if optimizer is None and lr is None:
         raise ValueError("adapt: missing inner learning rate: pass lr=<float or pytree> or optimizer=<optax tx>.")
 
-    leaves, treedef = jax.tree.flatten(params)
-    keep = _mask_leaves(mask, params, treedef, len(leaves))
-    fast = [leaf for leaf, k in zip(leaves, keep) if k]
-    slow = [leaf for leaf, k in zip(leaves, keep) if not k]
+    keep = _mask_tree(mask, params)
+    # The adapted leaves stay a pytree shaped like `params`, fixed leaves None, so an inner optax transformation
+    # sees names (`optax.multi_transform` labels from paths: "encoder", "head"), never positions.
+    fast = jax.tree.map(lambda p, k: p if k else None, params, keep)
 
-    def merge(fast_leaves):
-        fast_it, slow_it = iter(fast_leaves), iter(slow)
-        return treedef.unflatten([next(fast_it) if k else next(slow_it) for k in keep])
+    def merge(fast_tree):
+        return jax.tree.map(lambda p, k, f: f if k else p, params, keep, fast_tree, is_leaf=lambda x: x is None)
 
-    def support_loss(fast_leaves):
-        loss, _ = loss_fn(merge(fast_leaves), batch)
+    def support_loss(fast_tree):
+        loss, _ = loss_fn(merge(fast_tree), batch)
         return loss
 
-    lr_fast = None if lr is None else _select_lr(lr, params, treedef, keep)
+    lr_fast = None if lr is None else _select_lr(lr, params, keep)
     opt_state = optimizer.init(fast) if optimizer is not None else None
 
     def step(carry, _):
-        fast_leaves, state = carry
-        loss, grads = jax.value_and_grad(support_loss)(fast_leaves)
+        fast_tree, state = carry
+        loss, grads = jax.value_and_grad(support_loss)(fast_tree)
         if first_order:
             grads = jax.lax.stop_gradient(grads)
         if optimizer is None:
-            fast_leaves = [p - a * g for p, a, g in zip(fast_leaves, lr_fast, grads)]
+            fast_tree = jax.tree.map(lambda p, a, g: p - a * g, fast_tree, lr_fast, grads)
         else:
-            updates, state = optimizer.update(grads, state, fast_leaves)
-            fast_leaves = optax.apply_updates(fast_leaves, updates)
-        return (fast_leaves, state), loss
+            updates, state = optimizer.update(grads, state, fast_tree)
+            fast_tree = optax.apply_updates(fast_tree, updates)
+        return (fast_tree, state), loss
 
     if remat:
         step = jax.checkpoint(step)
@@ -105,30 +104,31 @@ def adapt(
     return (adapted, losses) if return_losses else adapted
 
 
-def _mask_leaves(mask, params, treedef, n) -> list[bool]:
+def _mask_tree(mask, params):
+    """A pytree of Python bools shaped like `params`: which leaves adapt."""
     if mask is None:
-        return [True] * n
+        return jax.tree.map(lambda _: True, params)
     if callable(mask):
         mask = mask(params)
-    mask_leaves, mask_def = jax.tree.flatten(mask)
-    if mask_def != treedef:
+    if jax.tree.structure(mask) != jax.tree.structure(params):
         raise ValueError(
             "adapt: mask must have the same tree structure as params "
-            f"(params: {treedef}, mask: {mask_def}); build it with jax.tree.map(lambda _: True, params)."
+            f"(params: {jax.tree.structure(params)}, mask: {jax.tree.structure(mask)}); "
+            "build it with jax.tree.map(lambda _: True, params)."
         )
-    keep = [bool(m) for m in mask_leaves]
-    if not any(keep):
+    keep = jax.tree.map(bool, mask)
+    if not any(jax.tree.leaves(keep)):
         raise ValueError("adapt: mask selects no parameter to adapt; set at least one leaf to True.")
     return keep
 
 
-def _select_lr(lr, params, treedef, keep) -> list:
-    lr_leaves, lr_def = jax.tree.flatten(lr)
-    if jax.tree_util.treedef_is_leaf(lr_def) and jnp.ndim(lr) == 0:  # one scalar rate for all
-        return [lr] * sum(keep)
-    if lr_def != treedef:
+def _select_lr(lr, params, keep):
+    """The inner rates of the adapted leaves, as a pytree like `params` with fixed leaves None."""
+    if jax.tree_util.treedef_is_leaf(jax.tree.structure(lr)) and jnp.ndim(lr) == 0:  # one scalar rate for all
+        return jax.tree.map(lambda k: lr if k else None, keep)
+    if jax.tree.structure(lr) != jax.tree.structure(params):
         raise ValueError(
             "adapt: lr must be a scalar or a pytree with the structure of params (Meta-SGD); "
-            f"got structure {lr_def}, params have {treedef}."
+            f"got structure {jax.tree.structure(lr)}, params have {jax.tree.structure(params)}."
         )
-    return [a for a, k in zip(lr_leaves, keep) if k]
+    return jax.tree.map(lambda a, k: a if k else None, lr, keep)

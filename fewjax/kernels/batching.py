@@ -36,7 +36,7 @@ def over_tasks(kernel: Callable, *, chunk_size: int | None = None) -> Callable:
     tasks of the value (a scalar loss, or a pytree such as Reptile's pseudo-gradient) and of every metric.
     `chunk_size` (a divisor of the task count) runs that many tasks at a time, chunk after chunk; None runs
     all at once. On many devices, run it per device on the device's own tasks and average the devices' means
-    (`fewjax.train.sharding.per_device`): left to XLA's partitioner, vmapped per-task weights become one grouped
+    (`fewjax.placement.per_device`): left to XLA's partitioner, vmapped per-task weights become one grouped
     convolution over all tasks, which it computes by gathering every task's weights and activations everywhere.
     """
 

@@ -31,7 +31,7 @@ from fewjax.train.data import make_sampler
 from fewjax.train.lock import hold_workdir
 from fewjax.train.methods import build_method, outer_optimizer
 from fewjax.train.metrics import MetricWriter
-from fewjax.train.sharding import (batch_sharding, make_mesh, process_task_indices, replicated, shard_local_tasks,
+from fewjax.placement import (batch_sharding, make_mesh, process_task_indices, replicated, shard_local_tasks,
                                    state_shardings)
 from fewjax.train.step import TrainState, init_state, make_train_step
 

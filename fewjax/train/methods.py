@@ -38,7 +38,7 @@ def task_chunk_size(config) -> int | None:
     summed task by task (`fewjax.over_tasks_value_and_grad`: activation memory of one task); "auto" picks "scan"
     on the CPU for methods whose tasks have their own adapted weights (vmapped, their convolutions become grouped
     convolutions, which XLA:CPU runs several times slower) and "vmap" otherwise. On several devices each device
-    runs this on its own tasks (`fewjax.train.sharding.per_device`), so the choice does not depend on their number.
+    runs this on its own tasks (`fewjax.placement.per_device`), so the choice does not depend on their number.
     """
     loop = config.task_loop
     if loop == "auto":

@@ -7,7 +7,7 @@ when it is above 1). The step donates `state`, runs `steps_per_call` updates in 
 metrics averaged over them; the host reads them only when it logs.
 
 On several devices (`task_sharding` given) each device samples and differentiates only its own tasks, the
-program of one device on `meta_batch_size / n` tasks (`fewjax.train.sharding.per_device`), and the gradients and
+program of one device on `meta_batch_size / n` tasks (`fewjax.placement.per_device`), and the gradients and
 metrics are averaged with one all-reduce; parameters and the optimizer update stay replicated (or FSDP-split
 outside the per-device part, by the jitted step's shardings).
 
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from fewjax.train.sharding import batch_sharding, per_device, task_axes
+from fewjax.placement import batch_sharding, per_device, task_axes
 
 
 class TrainState(NamedTuple):
@@ -55,7 +55,7 @@ def make_train_step(method, tx, *, meta_batch_size: int, sampler=None, steps_per
       sampler: an episode sampler with `device_sample` for on-device sampling; None when the host feeds tasks.
       steps_per_call: updates per call, in a `lax.scan`.
       ema_decay: > 0 also tracks `ema = decay * ema + (1 - decay) * params`.
-      task_sharding: how the task axis is split over the mesh (`fewjax.train.sharding.batch_sharding`): each
+      task_sharding: how the task axis is split over the mesh (`fewjax.placement.batch_sharding`): each
         device then runs the meta-gradient on its own tasks. None on one device.
     """
     meta_grad = mean_meta_grad(method, meta_batch_size=meta_batch_size, sampler=sampler, task_sharding=task_sharding)
@@ -103,7 +103,7 @@ def mean_meta_grad(method, *, meta_batch_size: int, sampler=None, task_sharding:
     axes, spec = task_axes(mesh), batch_sharding(mesh).spec
     if task_sharding.spec != spec or meta_batch_size % mesh.size:
         raise ValueError(f"task_sharding {task_sharding.spec} with meta_batch_size={meta_batch_size}: split the task "
-                         f"axis over every device (fewjax.train.sharding.batch_sharding(mesh), spec {spec}) and use "
+                         f"axis over every device (fewjax.placement.batch_sharding(mesh), spec {spec}) and use "
                          f"a multiple of the {mesh.size} devices.")
     local_size = meta_batch_size // mesh.size
 

@@ -68,6 +68,21 @@ def test_optax_sgd_inner_optimizer_equals_plain_lr():
     chex.assert_trees_all_close(g1, g2, rtol=1e-12)
 
 
+def test_inner_optimizer_sees_named_parameter_groups():
+    """optax.multi_transform labels the adapted params by path ("head" vs the rest), masked leaves excluded."""
+    params, task = make_params(16), make_task(17)
+    labels = lambda p: {k: jax.tree.map(lambda _: "head" if k == "head" else "body", v) for k, v in p.items()}  # noqa
+    tx = optax.multi_transform({"head": optax.sgd(0.5), "body": optax.sgd(0.05)}, labels)
+    rates = {k: jax.tree.map(lambda _: 0.5 if k == "head" else 0.05, v) for k, v in params.items()}
+    chex.assert_trees_all_close(fewjax.adapt(loss_fn, params, task.support, steps=2, optimizer=tx),
+                                fewjax.adapt(loss_fn, params, task.support, steps=2, lr=rates), rtol=1e-12)
+    mask = {k: jax.tree.map(lambda _: k != "b1", v) for k, v in params.items()}
+    masked = fewjax.adapt(loss_fn, params, task.support, steps=2, optimizer=tx, mask=mask)
+    chex.assert_trees_all_equal(masked["b1"], params["b1"])
+    chex.assert_trees_all_close(masked, fewjax.adapt(loss_fn, params, task.support, steps=2, lr=rates, mask=mask),
+                                rtol=1e-12)
+
+
 def test_anil_mask_adapts_only_the_head_and_still_differentiates_the_body():
     params, task = make_params(14), make_task(15)
     mask = fewjax.models.head_mask(params)

@@ -119,7 +119,7 @@ def test_eight_devices_evaluate_like_one(method, runs):
 def test_fsdp_sharded_run_trains_like_replicated(image_root, tmp_path):
     """fsdp=4 over 8 devices (a (2, 4) mesh), every leaf of >= 32 elements split, against 1 device (MAML, Adam)."""
     code = f"""
-import jax, fewjax.train.sharding as sh
+import jax, fewjax.placement as sh
 sh.MIN_SHARDED_SIZE = 32
 from fewjax.train import train_and_evaluate
 from tests.train.test_multidevice import multi_config
@@ -164,7 +164,7 @@ except ValueError as e:
 def test_leaf_spec_splits_the_largest_divisible_axis_of_large_leaves():
     from jax.sharding import PartitionSpec as P
 
-    from fewjax.train.sharding import leaf_spec
+    from fewjax.placement import leaf_spec
 
     assert leaf_spec((3, 3, 64, 128), 4, min_size=1) == P(None, None, None, "fsdp")
     assert leaf_spec((30522, 384), 4, min_size=1) == P(None, "fsdp")  # 30522 is not divisible by 4
@@ -177,7 +177,7 @@ def test_leaf_spec_splits_the_largest_divisible_axis_of_large_leaves():
 
 
 def test_fsdp_that_does_not_divide_the_devices_is_a_clear_error():
-    from fewjax.train.sharding import make_mesh
+    from fewjax.placement import make_mesh
 
     n = jax.device_count()
     with pytest.raises(ValueError, match=rf"config.fsdp={n + 1} must be a positive divisor of the {n} devices"):
@@ -190,7 +190,7 @@ def test_fsdp_that_does_not_divide_the_devices_is_a_clear_error():
 def test_state_shardings_and_process_slices_on_eight_devices():
     code = """
 import jax, jax.numpy as jnp, numpy as np, optax
-from fewjax.train.sharding import make_mesh, process_task_indices, shard_local_tasks, state_shardings, fetch
+from fewjax.placement import make_mesh, process_task_indices, shard_local_tasks, state_shardings, fetch
 mesh = make_mesh(fsdp=4)
 assert mesh.shape == {"tasks": 2, "fsdp": 4}, mesh.shape
 params = {"embed": jnp.ones((1000, 384)), "bias": jnp.ones(384), "odd": jnp.ones((1001, 3))}

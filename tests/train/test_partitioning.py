@@ -56,7 +56,7 @@ def program_costs(method: str, task_loop: str, conv_grad: str, device_counts) ->
     import fewjax.train.methods as methods
     from fewjax.data import ArraySource, episodes
     from fewjax.train.program_cost import compiled_cost
-    from fewjax.train.sharding import batch_sharding, make_mesh, map_per_device, replicated, state_shardings
+    from fewjax.placement import batch_sharding, make_mesh, map_per_device, replicated, state_shardings
     from fewjax.train.step import init_state, make_train_step
 
     methods.build_model = one_block_conv4

@@ -17,7 +17,7 @@ same program as a 1-D task mesh. With several processes (`jax.distributed`), dev
 
 Example:
     >>> import jax, jax.numpy as jnp
-    >>> from fewjax.train.sharding import make_mesh, state_shardings
+    >>> from fewjax.placement import make_mesh, state_shardings
     >>> mesh = make_mesh(fsdp=1)
     >>> state = {"w": jnp.zeros((1024, 512)), "b": jnp.zeros(512), "step": jnp.int32(0)}
     >>> shardings = state_shardings(state, mesh, min_size=1024)
@@ -119,7 +119,7 @@ def state_shardings(tree: Any, mesh: Mesh, *, axis: str = FSDP, min_size: int | 
     """
     if axis not in mesh.axis_names:
         raise ValueError(f"state_shardings: mesh axes {mesh.axis_names} have no {axis!r} axis; build the mesh with "
-                         "fewjax.train.sharding.make_mesh(fsdp=...).")
+                         "fewjax.placement.make_mesh(fsdp=...).")
     parts = mesh.shape[axis]
     return jax.tree.map(lambda x: NamedSharding(mesh, leaf_spec(np.shape(x), parts, axis=axis, min_size=min_size)),
                         tree)
