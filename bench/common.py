@@ -2,7 +2,7 @@
 
 The workloads mirror the PyTorch peers in `../shared/bench/peers/common.py` (same shapes, same optimiser, random
 inputs of the right shapes generated outside the timed region). The step is the trainer's own
-(`fewjax.train.methods.build_method` + `fewjax.train.step.make_train_step`, jitted with the state donated): the
+(`fewjax.methods.build_method` + `fewjax.train.step.make_train_step`, jitted with the state donated): the
 code users run, not a special fast path.
 
 Example:
@@ -25,9 +25,11 @@ import jax
 import jax.numpy as jnp
 
 import fewjax
-from fewjax.train.config import base_config
-from fewjax.train.methods import build_method, outer_optimizer, task_chunk_size
-from fewjax.train.step import init_state, make_train_step
+from fewjax.experiment.config import base_config
+from fewjax.experiment.state import outer_optimizer
+from fewjax.methods import build_method, resolve_platform, task_chunk_size
+from fewjax.experiment.state import init_state
+from fewjax.train.step import make_train_step
 from fewjax.types import Batch, Task
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,7 +47,7 @@ WORKLOADS: dict[str, dict[str, Any]] = {
 
 
 def trainer_config(cfg: dict, *, tasks: int | None = None, remat: bool = False, overrides: dict | None = None):
-    """The trainer config (`fewjax.train.config.base_config`) that runs workload `cfg`; `overrides` maps dotted
+    """The trainer config (`fewjax.experiment.config.base_config`) that runs workload `cfg`; `overrides` maps dotted
     keys to values (strings are parsed as the key's type), e.g. `{"task_loop": "vmap"}`."""
     c = base_config()
     c.method = "protonet" if cfg["kind"] == "proto" else ("fomaml" if cfg["first_order"] else "maml")
@@ -103,7 +105,7 @@ class Run(NamedTuple):
 def build(cfg: dict, *, tasks: int | None = None, remat: bool = False, num_batches: int = 2, seed: int = 0,
           overrides: dict | None = None) -> Run:
     """The trainer's jitted step for workload `cfg`, its initial state and `num_batches` random meta-batches."""
-    c = trainer_config(cfg, tasks=tasks, remat=remat, overrides=overrides)
+    c = resolve_platform(trainer_config(cfg, tasks=tasks, remat=remat, overrides=overrides))
     method = build_method(c)
     tx = outer_optimizer(c)
     params = method.init(jax.random.key(seed), jnp.zeros((1, 28, 28, 1)))

@@ -5,7 +5,7 @@
 Sections (between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in README.md):
 - reproduction: Omniglot, from bench/results/reproduction.jsonl (bench/reproduce.py run ...)
 - lake: Lake's within-alphabet one-shot test, from the same file (records with "within_alphabet": true)
-- text: few-shot text, from bench/results/text_fewshot.jsonl and text_distill.jsonl (bench/text_fewshot.py)
+- text: few-shot text, from bench/results/text_fewshot.jsonl (bench/text_fewshot.py)
 - data: sampler throughput, from bench/results/data_throughput.json (bench/data_throughput.py)
 """
 from __future__ import annotations
@@ -29,15 +29,7 @@ def jsonl(name: str) -> list[dict]:
 def text_table() -> str:
     from text_fewshot import table
 
-    lines = [table(jsonl("text_fewshot.jsonl"))]
-    distill = jsonl("text_distill.jsonl")
-    if distill:
-        lines += ["", "| distillation (CLINC150 train intents, held-out utterances) | accuracy (%) |", "| --- | --- |"]
-        for r in distill:
-            for key, value in r.items():
-                if "accuracy" in key and isinstance(value, (int, float)):
-                    lines.append(f"| {key} | {100 * value:.1f} |")
-    return "\n".join(lines)
+    return table(jsonl("text_fewshot.jsonl"))
 
 
 def data_table() -> str:

@@ -5,9 +5,11 @@
 import os, sys, time, json
 import jax, jax.numpy as jnp
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-from fewjax.train.config import base_config
-from fewjax.train.methods import build_method, outer_optimizer
-from fewjax.train.step import init_state, make_train_step
+from fewjax.experiment.config import base_config
+from fewjax.experiment.state import outer_optimizer
+from fewjax.methods import build_method
+from fewjax.experiment.state import init_state
+from fewjax.train.step import make_train_step
 from bench.common import random_tasks
 
 hidden = int(sys.argv[1]) if len(sys.argv) > 1 else 64

@@ -41,8 +41,8 @@ def build(method: str, a):
     import numpy as np
 
     from fewjax.data import ArraySource, episodes
-    from fewjax.train.config import base_config
-    from fewjax.train.methods import build_method
+    from fewjax.experiment.config import base_config
+    from fewjax.methods import build_method, resolve_platform
 
     c = base_config()
     c.method, c.dataset, c.meta_batch_size = method, "image_folder", a.meta_batch
@@ -50,6 +50,7 @@ def build(method: str, a):
     c.shots = c.test_shots = 1
     c.queries = c.test_queries = a.queries
     c.model.hidden, c.task_loop, c.model.conv_grad = a.hidden, a.task_loop, a.conv_grad
+    c = resolve_platform(c)
     rng = np.random.default_rng(0)
     source = ArraySource(rng.integers(0, 256, (200 * 20, 28, 28, 1), dtype=np.uint8), np.repeat(np.arange(200), 20),
                          [str(i) for i in range(200)])
@@ -82,15 +83,6 @@ def timed(call, seconds: float) -> tuple[float, float, int]:
     return statistics.median(times), (time.process_time() - cpu) / calls, calls
 
 
-def _conv_grad(config) -> str:
-    """The conv4 weight-gradient path the row ran ("auto" resolved as `fewjax.models.Conv4` resolves it)."""
-    import jax
-
-    if config.model.conv_grad != "auto":
-        return config.model.conv_grad
-    return "matmul" if jax.default_backend() == "cpu" else "xla"
-
-
 def _caller(kind: str, compiled, args):
     """A no-argument call of `compiled`: the train step threads its (donated) state from call to call."""
     if kind == "eval":
@@ -109,10 +101,12 @@ def child(a) -> list[dict]:
     import jax
     import numpy as np
 
-    from fewjax.train.methods import outer_optimizer, task_chunk_size
+    from fewjax.experiment.state import outer_optimizer
+    from fewjax.methods import task_chunk_size
     from fewjax.train.program_cost import compiled_cost
     from fewjax.placement import batch_sharding, make_mesh, map_per_device, replicated, state_shardings
-    from fewjax.train.step import init_state, make_train_step
+    from fewjax.experiment.state import init_state
+    from fewjax.train.step import make_train_step
 
     devices = jax.devices()[:a.devices] if a.real else jax.devices()
     mesh = make_mesh(devices=devices)
@@ -142,7 +136,7 @@ def child(a) -> list[dict]:
                 "kind": kind, "method": method, "devices": mesh.size, "processes": jax.process_count(),
                 "fake_devices": not a.real and jax.default_backend() == "cpu",
                 "tasks_per_call": a.meta_batch, "shape": f"5w1s{a.queries}q 28x28 conv4-{a.hidden}",
-                "task_loop": "scan" if task_chunk_size(c) == 1 else "vmap", "conv_grad": _conv_grad(c),
+                "task_loop": "scan" if task_chunk_size(c) == 1 else "vmap", "conv_grad": c.model.conv_grad,
                 "s_per_call": round(seconds, 3), "cpu_s_per_call": round(cpu_seconds, 3),
                 "tasks_per_s": round(a.meta_batch / seconds, 2), "calls_timed": calls,
                 "gflop_per_device": round(cost["flops"] / 1e9, 4), "collective_bytes": cost["collective_bytes"],

@@ -23,7 +23,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from fewjax.models import bert
+from fewjax.models import bert, pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = Path(os.environ.get("FEWJAX_SHARED", ROOT / ".." / "shared")) / "models" / "all-MiniLM-L6-v2"
@@ -75,7 +75,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--min_seconds", type=float, default=5.0)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "text_encoder.json"))
     args = p.parse_args(argv)
-    module, params, tok = bert.load_pretrained(args.model)
+    module, params, tok = pretrained.load_pretrained(args.model)
     results = []
     for dtype in args.dtypes.split(","):
         mod = bert.BertEncoder(module.config, dtype=jnp.dtype(dtype))

@@ -2,15 +2,15 @@
 
 Run:   PYTHONPATH=. python bench/text_fewshot.py [--steps 30] [--episodes 100] [--test_queries 5]
            [--settings clinc150_5w1s,fewrel_5w1s,clinc150_5w5s] [--methods frozen,protonet,anil,fomaml,finetune]
-       PYTHONPATH=. python bench/text_fewshot.py --distill [--teacher_steps 100 --student_steps 100]
 
 Methods: `frozen` (ProtoNet on the pretrained encoder, total_steps=0: the baseline), `protonet` (meta-trained end
-to end), `anil`, `fomaml`, `finetune` (per-episode fine-tuning, no meta-training), each from its configs/text_*.py
+to end), `anil`, `fomaml`, `finetune` (per-episode fine-tuning, no meta-training), `distill` (the encoder's first 2 layers
+distilled from all 6 on the training episodes; configs/text_distill.py), each from its configs/text_*.py
 preset with the schedule shortened for a 2-core CPU (--steps, --meta_batch_size, --episodes, --test_queries;
 FOMAML uses --fomaml_inner_steps inner steps). Every row goes to bench/results/text_fewshot.jsonl as it finishes
 (with the 1-minute load average, since the machine is shared); at the end a markdown table is printed with each
 meta-trained method's accuracy difference from the frozen baseline of the same setting (unseen test classes,
-the same seeded test episodes). `--distill` runs `fewjax.train.text.distill_clinc150` and appends its row.
+the same seeded test episodes).
 """
 from __future__ import annotations
 
@@ -29,11 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fewjax.train import train_and_evaluate  # noqa: E402
-from fewjax.train.text import distill_clinc150  # noqa: E402
 
 SHARED = Path(os.environ.get("FEWJAX_SHARED", ROOT / ".." / "shared"))
 CONFIG_OF = {"frozen": "text_protonet", "protonet": "text_protonet", "anil": "text_maml", "fomaml": "text_maml",
-             "finetune": "text_finetune"}
+             "finetune": "text_finetune", "distill": "text_distill"}
 
 
 def load_config(method: str, preset: str):
@@ -100,21 +99,10 @@ def main():
     p.add_argument("--val_episodes", type=int, default=10)
     p.add_argument("--eval_batch_size", type=int, default=10)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "text_fewshot.jsonl"))
-    p.add_argument("--distill", action="store_true")
-    p.add_argument("--teacher_steps", type=int, default=100)
-    p.add_argument("--student_steps", type=int, default=100)
     args = p.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
-    if args.distill:
-        r = distill_clinc150(model=args.model, data_dir=str(Path(args.data_dir) / "text"),
-                             teacher_steps=args.teacher_steps, student_steps=args.student_steps)
-        r.update(bench="text_distill", backend=jax.default_backend(), loadavg_1m=round(os.getloadavg()[0], 2))
-        with open(out, "a") as f:
-            f.write(json.dumps(r) + "\n")
-        print(json.dumps(r, indent=1))
-        return
     for preset in args.settings.split(","):
         for method in args.methods.split(","):
             r = run_one(method, preset, args)

@@ -61,7 +61,7 @@ def bench_eval(*, episodes: int = 600, batch_size: int = 50, overrides: dict | N
     from fewjax.data import episodes as make_episodes
     from fewjax.data import omniglot
     from fewjax.eval.evaluate import evaluate
-    from fewjax.train.methods import build_method
+    from fewjax.methods import build_method
 
     t0 = time.perf_counter()
     data_dir = SHARED / "data" / "omniglot"

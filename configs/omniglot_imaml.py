@@ -12,23 +12,16 @@ Presets:   5w1s, 5w5s (16 inner steps at lr 0.1, meta-batch 32), 20w1s, 20w5s (2
            (the reference code's cg_damping, github.com/aravindr93/imaml_dev), Adam 1e-3, 20,000 meta-steps.
            conv4 with stride-2 convolutions instead of max-pooling and batch norm on the batch's statistics, as
            in the reference code. 15 query examples per class (the reference samples K per class).
-           lake: Lake et al.'s one-shot challenge (fewjax.train.config.lake_protocol).
+           lake: Lake et al.'s one-shot challenge (fewjax.experiment.config.lake_protocol).
            Keys: --config.imaml_lam, --config.imaml_cg_steps, --config.imaml_cg_damping (0: the exact implicit
            gradient (I + H/lam)^-1 g).
 """
-from fewjax.train.config import LAKE_PRESET, base_config, lake_protocol
-from fewjax.train.config import preset as preset_setting
-
-PRESETS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
+from fewjax.experiment.config import omniglot_presets
 
 
-def get_config(preset: str = "5w1s"):
-    ways, shots = preset_setting(preset, {**PRESETS, **LAKE_PRESET}, "omniglot_imaml.py")
-    c = base_config()
+@omniglot_presets("omniglot_imaml.py")
+def get_config(c, preset, ways, shots):
     c.method = "imaml"
-    c.ways = c.test_ways = ways
-    c.shots = c.test_shots = shots
-    c.queries = c.test_queries = 15
     c.model.pool = "stride"
     c.inner_lr = 0.1
     c.imaml_lam, c.imaml_cg_steps, c.imaml_cg_damping = 2.0, 5, 1.0
@@ -39,4 +32,4 @@ def get_config(preset: str = "5w1s"):
     c.optim.lr = 1e-3
     c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 20000, 100, 1000, 1000
     c.val_episodes = 200
-    return lake_protocol(c) if preset == "lake" else c
+    return c

@@ -10,21 +10,14 @@ Presets:   5w1s, 5w5s (1 inner step at lr 0.4, meta-batch 32; 3 steps at test), 
            lr 0.1, meta-batch 16; 5 at test). 15 query examples per class, Adam 1e-3. First-order MAML:
            configs/omniglot_fomaml.py; Meta-SGD and ANIL: --config.method=metasgd / anil.
            lake: Lake et al.'s one-shot challenge (train on the background alphabets only; test 20-way 1-shot
-           within one evaluation alphabet, support and query by different drawers; fewjax.train.config.lake_protocol).
+           within one evaluation alphabet, support and query by different drawers; fewjax.experiment.config.lake_protocol).
 """
-from fewjax.train.config import LAKE_PRESET, base_config, lake_protocol
-from fewjax.train.config import preset as preset_setting
-
-PRESETS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
+from fewjax.experiment.config import omniglot_presets
 
 
-def get_config(preset: str = "5w1s", method: str = "maml"):
-    ways, shots = preset_setting(preset, {**PRESETS, **LAKE_PRESET}, "omniglot_maml.py")
-    c = base_config()
+@omniglot_presets("omniglot_maml.py")
+def get_config(c, preset, ways, shots, method: str = "maml"):
     c.method = method
-    c.ways = c.test_ways = ways
-    c.shots = c.test_shots = shots
-    c.queries = c.test_queries = 15
     if ways == 5:
         c.meta_batch_size, c.inner_steps, c.inner_lr, c.eval_inner_steps = 32, 1, 0.4, 3
     else:
@@ -32,4 +25,4 @@ def get_config(preset: str = "5w1s", method: str = "maml"):
     c.optim.lr = 1e-3
     c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 60000, 100, 1000, 1000
     c.val_episodes = 200
-    return lake_protocol(c) if preset == "lake" else c
+    return c

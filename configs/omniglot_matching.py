@@ -7,22 +7,16 @@ Expected:  published 5w1s 98.1, 5w5s 98.9, 20w1s 93.8, 20w5s 98.5 (Vinyals et al
 Presets:   5w1s, 5w5s, 20w1s, 20w5s: training episodes match the test setting; Adam 1e-3; attention
            temperature 0.1 (a softmax over raw cosines in [-1, 1] is too flat to train well).
            lake: Lake et al.'s one-shot challenge (train on the background alphabets only; test 20-way 1-shot
-           within one evaluation alphabet, support and query by different drawers; fewjax.train.config.lake_protocol).
+           within one evaluation alphabet, support and query by different drawers; fewjax.experiment.config.lake_protocol).
 """
-from fewjax.train.config import LAKE_PRESET, base_config, lake_protocol
-from fewjax.train.config import preset as preset_setting
-
-PRESETS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
+from fewjax.experiment.config import omniglot_presets
 
 
-def get_config(preset: str = "5w1s"):
-    ways, shots = preset_setting(preset, {**PRESETS, **LAKE_PRESET}, "omniglot_matching.py")
-    c = base_config()
+@omniglot_presets("omniglot_matching.py")
+def get_config(c, preset, ways, shots):
     c.method = "matching"
-    c.ways = c.test_ways = ways
-    c.shots = c.test_shots = shots
     c.queries = c.test_queries = 15 if ways == 5 else 5
     c.meta_batch_size = 32 if ways == 5 else 16
     c.temperature = 0.1
     c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 20000, 100, 1000, 1000
-    return lake_protocol(c) if preset == "lake" else c
+    return c

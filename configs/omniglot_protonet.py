@@ -10,20 +10,15 @@ Presets:   quick (the README's first run: 5-way 1-shot test, 30-way training epi
            2-core CPU), and 5w1s, 5w5s, 20w1s, 20w5s (the test setting). Training episodes are 60-way with 5 queries per class and
            the test shot count, one episode per step, Adam 1e-3 halved every 2000 episodes, as in the paper.
            lake: Lake et al.'s one-shot challenge (train on the background alphabets only; test 20-way 1-shot
-           within one evaluation alphabet, support and query by different drawers; fewjax.train.config.lake_protocol).
+           within one evaluation alphabet, support and query by different drawers; fewjax.experiment.config.lake_protocol).
 """
-from fewjax.train.config import LAKE_PRESET, base_config, lake_protocol
-from fewjax.train.config import preset as preset_setting
-
-PRESETS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
+from fewjax.experiment.config import omniglot_presets
 
 
-def get_config(preset: str = "5w1s"):
-    ways, shots = preset_setting(preset, {**PRESETS, **LAKE_PRESET, "quick": (5, 1)}, "omniglot_protonet.py")
-    c = base_config()
+@omniglot_presets("omniglot_protonet.py", extra={"quick": (5, 1)})
+def get_config(c, preset, ways, shots):
     c.method = "protonet"
-    c.ways, c.shots, c.queries = 60, shots, 5
-    c.test_ways, c.test_shots, c.test_queries = ways, shots, 15
+    c.ways, c.queries = 60, 5  # training episodes; the preset sets the test episodes
     c.meta_batch_size = 1
     c.optim.lr, c.optim.schedule, c.optim.decay_every, c.optim.decay_rate = 1e-3, "step", 2000, 0.5
     c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 20000, 50, 500, 500
@@ -32,4 +27,4 @@ def get_config(preset: str = "5w1s"):
         c.ways = 30
         c.total_steps, c.eval_every, c.checkpoint_every, c.val_episodes = 300, 100, 100, 100
         c.early_stop_patience = 0
-    return lake_protocol(c) if preset == "lake" else c
+    return c

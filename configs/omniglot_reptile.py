@@ -9,24 +9,18 @@ Presets:   5w1s, 5w5s, 20w1s, 20w5s. As the paper: inner Adam (beta1 = 0) at lr 
            10-example inner mini-batches, fewjax's inner steps are full-batch on support + query (see
            fewjax.reptile_grad), with queries chosen so that a training task holds 10 examples per class at 5-way.
            lake: Lake et al.'s one-shot challenge (train on the background alphabets only; test 20-way 1-shot
-           within one evaluation alphabet, support and query by different drawers; fewjax.train.config.lake_protocol).
+           within one evaluation alphabet, support and query by different drawers; fewjax.experiment.config.lake_protocol).
 """
-from fewjax.train.config import LAKE_PRESET, base_config, lake_protocol
-from fewjax.train.config import preset as preset_setting
-
-PRESETS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
+from fewjax.experiment.config import omniglot_presets
 
 
-def get_config(preset: str = "5w1s"):
-    ways, shots = preset_setting(preset, {**PRESETS, **LAKE_PRESET}, "omniglot_reptile.py")
-    c = base_config()
+@omniglot_presets("omniglot_reptile.py")
+def get_config(c, preset, ways, shots):
     c.method = "reptile"
-    c.ways = c.test_ways = ways
-    c.shots = c.test_shots = shots
-    c.queries, c.test_queries = (10 - shots if ways == 5 else 1), 15
+    c.queries = 10 - shots if ways == 5 else 1
     c.meta_batch_size = 5
     c.inner_optimizer, c.inner_lr, c.inner_steps, c.eval_inner_steps = "adam", 1e-3, 5, 50
     c.optim.name, c.optim.lr, c.optim.schedule = "sgd", 1.0, "linear"
     c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 100000, 100, 2000, 2000
     c.val_episodes = 200
-    return lake_protocol(c) if preset == "lake" else c
+    return c

@@ -6,8 +6,8 @@ Expected:  Finn et al. report MSE ~0.5 (10-shot, 1 step at test time, from their
            fewjax measured: see README "Results" (from runs/*/eval_test.json).
 Presets:   5shot, 10shot, 20shot (K support and K query points per task).
 """
-from fewjax.train.config import base_config
-from fewjax.train.config import preset as preset_setting
+from fewjax.experiment.config import base_config
+from fewjax.experiment.config import preset as preset_setting
 
 
 def get_config(preset: str = "10shot"):

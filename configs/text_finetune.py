@@ -12,7 +12,7 @@ Expected:  bench/text_fewshot.py (bench/results/text_fewshot.jsonl): CLINC150 5w
 Presets:   clinc150_5w1s, clinc150_5w5s, fewrel_5w1s, fewrel_5w5s. Adam, head lr 1e-2 (inner_lr), encoder lr 1e-4
            (inner_lr x text.encoder_lr_scale), 10 steps (eval_inner_steps) on the support set, logits scaled by 10.
 """
-from fewjax.train.text import text_preset_config
+from fewjax.experiment.config import text_preset_config
 
 
 def get_config(preset: str = "clinc150_5w1s"):

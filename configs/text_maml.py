@@ -18,7 +18,7 @@ Presets:   clinc150_5w1s, clinc150_5w5s, fewrel_5w1s, fewrel_5w5s. Linear head o
            head (x text.encoder_lr_scale=0.01 for the encoder under FOMAML), 5 inner steps in training, 10 at test;
            outer Adam 2e-5, meta-batch 4.
 """
-from fewjax.train.text import text_preset_config
+from fewjax.experiment.config import text_preset_config
 
 
 def get_config(preset: str = "clinc150_5w1s"):

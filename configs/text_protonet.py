@@ -16,7 +16,7 @@ Presets:   clinc150_5w1s, clinc150_5w5s, fewrel_5w1s, fewrel_5w5s. Cosine distan
            embeddings with temperature 0.1, Adam 2e-5 (the usual lr for fine-tuning a sentence encoder), 5-way
            training episodes with 5 queries per class, meta-batch 4.
 """
-from fewjax.train.text import text_preset_config
+from fewjax.experiment.config import text_preset_config
 
 
 def get_config(preset: str = "clinc150_5w1s"):

@@ -1,7 +1,9 @@
 """fewjax: few-shot and meta-learning in JAX.
 
 The public API is curated here (optax style): `fewjax.maml_loss`, `fewjax.Task`, ... Subpackages:
-`fewjax.models` (Flax modules), `fewjax.data` (sources, episodes, sharding), `fewjax.train` and `fewjax.eval`.
+`fewjax.models` (Flax modules), `fewjax.data` (sources, episodes), `fewjax.text`, `fewjax.methods`,
+`fewjax.experiment` (a run's config, data, state), `fewjax.train`, `fewjax.eval`; `fewjax.load(workdir)` brings a
+trained run back (docs/architecture.md).
 `import fewjax` loads the kernels and types only (JAX and optax); the subpackages load on first use, so reusing
 one kernel in research code does not pull Flax, Orbax, tokenizers or the data loaders.
 """
@@ -28,7 +30,7 @@ from fewjax.types import Batch, EmbedFn, LossFn, Params, Task
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("data", "eval", "models", "text", "train")
+_SUBPACKAGES = ("cli", "data", "eval", "experiment", "methods", "models", "placement", "text", "train")
 
 
 def __getattr__(name: str):
@@ -36,11 +38,13 @@ def __getattr__(name: str):
         return importlib.import_module(f"fewjax.{name}")
     if name == "evaluate":
         return importlib.import_module("fewjax.eval").evaluate
+    if name == "load":
+        return importlib.import_module("fewjax.experiment.load").load
     raise AttributeError(f"module 'fewjax' has no attribute {name!r}")
 
 __all__ = [
     "Batch", "EmbedFn", "LossFn", "Params", "Task", "adapt", "classification_loss", "contrastive_loss",
-    "data", "distillation_loss", "evaluate", "imaml_loss", "lslr_init", "maml_loss", "mamlpp_loss",
+    "data", "distillation_loss", "evaluate", "load", "imaml_loss", "lslr_init", "maml_loss", "mamlpp_loss",
     "mamlpp_step_weights", "map_tasks", "matching_loss", "models", "over_tasks", "over_tasks_value_and_grad",
     "protonet_loss", "regression_loss", "reptile_grad",
 ]

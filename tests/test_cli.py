@@ -15,10 +15,11 @@ import pytest
 
 from fewjax.train import train_and_evaluate
 from fewjax.train.checkpoint import Checkpoints
-from fewjax.train.data import make_sampler
-from fewjax.train.methods import build_method, outer_optimizer
-from fewjax.train.step import init_state
-from tests.train.conftest import image_root, sinusoid_config, tiny_config  # noqa: F401 - image_root: a fixture
+from fewjax.experiment.data import make_sampler
+from fewjax.experiment.state import outer_optimizer
+from fewjax.methods import build_method
+from fewjax.experiment.state import init_state
+from tests.conftest import sinusoid_config, tiny_config
 from tests.train.test_loop import final_params
 from tests.shared import SHARED
 

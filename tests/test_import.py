@@ -3,7 +3,8 @@ import subprocess
 import sys
 
 HEAVY = ("flax", "orbax", "tokenizers", "safetensors", "PIL", "tensorboardX", "fewjax.models", "fewjax.data",
-         "fewjax.train", "fewjax.eval", "fewjax.text")
+         "fewjax.train", "fewjax.eval", "fewjax.text", "fewjax.methods", "fewjax.experiment", "fewjax.cli",
+         "fewjax.placement")
 
 
 def loaded_after(code: str) -> set[str]:
@@ -19,5 +20,5 @@ def test_import_fewjax_loads_only_kernels_and_types():
 
 
 def test_subpackages_load_on_first_use():
-    loaded = loaded_after("import fewjax; fewjax.models.Conv4; fewjax.evaluate")
-    assert {"fewjax.models", "fewjax.eval", "flax"} <= loaded
+    loaded = loaded_after("import fewjax; fewjax.models.Conv4; fewjax.evaluate; fewjax.load")
+    assert {"fewjax.models", "fewjax.eval", "fewjax.experiment.load", "flax"} <= loaded

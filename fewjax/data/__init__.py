@@ -11,11 +11,12 @@ from fewjax.data.episodes import DeviceState, EpisodeSampler, episodes
 from fewjax.data.image_folder import image_folder
 from fewjax.data.omniglot import omniglot
 from fewjax.data.pipeline import prefetch
+from fewjax.data.sampler import Sampler
 from fewjax.data.sinusoid import SinusoidSampler, sinusoid
 from fewjax.data.sources import ArraySource
 from fewjax.data.tfds import tfds_source
 
 __all__ = [
     "ArraySource", "DeviceState", "EpisodeSampler", "SinusoidSampler", "augment", "episodes", "image_folder", "omniglot",
-    "prefetch", "sinusoid", "tfds_source",
+    "Sampler", "prefetch", "sinusoid", "tfds_source",
 ]

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fewjax.data.pipeline import prefetch
+from fewjax.placement import batch_sharding, fetch, map_per_device
 
 VAL_SEED = 1_000_003
 """Seed of the validation episodes: fixed, and used by no training run."""
@@ -68,8 +69,6 @@ def evaluate(
     if num_episodes < 1 or batch_size < 1:
         raise ValueError(f"evaluate: num_episodes={num_episodes} and batch_size={batch_size} must be >= 1.")
     batch_size = min(batch_size, num_episodes)
-    from fewjax.placement import batch_sharding, fetch  # here: fewjax.train imports this module
-
     if mesh is not None:
         batch_size = -(-batch_size // mesh.size) * mesh.size
         place = lambda t: jax.device_put(t, batch_sharding(mesh))  # noqa: E731
@@ -79,7 +78,7 @@ def evaluate(
         run = jitted or jax.jit(eval_fn)
     start = time.perf_counter()
     values = []
-    chunks = (_pad(t, batch_size) for t in _episode_chunks(sampler, num_episodes, seed, batch_size))
+    chunks = (_pad(t, batch_size) for t in sampler.eval_batches(num_episodes, seed=seed, batch_size=batch_size))
     with prefetch(chunks, size=2) as batches, tqdm(total=num_episodes, desc="evaluate", disable=not progress,
                                                    unit="episode") as bar:
         for tasks, n in batches:
@@ -102,18 +101,7 @@ def evaluate(
 @functools.lru_cache(maxsize=8)
 def _per_device(eval_fn: Callable, mesh) -> Callable:
     """`eval_fn` run by each device on its own episodes, jitted once per (function, mesh): validation reuses it."""
-    from fewjax.placement import map_per_device
-
     return jax.jit(map_per_device(eval_fn, mesh))
-
-
-def _episode_chunks(sampler, num_episodes: int, seed: int, batch_size: int):
-    if hasattr(sampler, "eval_batches"):
-        yield from sampler.eval_batches(num_episodes, seed=seed, batch_size=batch_size)
-        return
-    tasks = sampler.eval_set(num_episodes, seed=seed)
-    for start in range(0, num_episodes, batch_size):
-        yield jax.tree.map(lambda a: a[start:start + batch_size], tasks)
 
 
 def _pad(tasks, size: int):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fewjax.types import Task
+from fewjax.types import EmbedFn, Params, Task
 
 
 def check_task(task: Task, ways: int | None, kernel: str) -> int:
@@ -43,3 +43,17 @@ def masked_cross_entropy(logits: jax.Array, labels: jax.Array, present: jax.Arra
 def at_least_f32(x: jax.Array) -> jax.Array:
     """Upcasts half-precision outputs to float32 for the loss; float64 stays float64."""
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def embed_episode(embed_fn: EmbedFn, params: Params, task: Task):
+    """Support and query embeddings `[n_s, d]`, `[n_q, d]` from one `embed_fn` call over both sets (a model with
+    batch statistics normalises over the whole episode, as in Snell et al.'s code), flattened and at least f32."""
+    n_s = task.support.x.shape[0]
+    z = embed_fn(params, jnp.concatenate([task.support.x, task.query.x], axis=0))
+    z = at_least_f32(z.reshape(z.shape[0], -1))
+    return z[:n_s], z[n_s:]
+
+
+def normalize(v: jax.Array, eps: float = 1e-8) -> jax.Array:
+    """`v` scaled to unit L2 norm along the last axis."""
+    return v / jnp.sqrt(jnp.sum(v**2, axis=-1, keepdims=True) + eps)

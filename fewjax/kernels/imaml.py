@@ -114,13 +114,10 @@ def imaml_loss(
         return loss_fn(phi, batch)[0]
 
     def solve(theta, task, lam, lr):
-        def prox_loss(phi, batch):
-            loss, _ = loss_fn(phi, batch)
-            return loss + 0.5 * lam * _sq_dist(phi, theta), {}
-
-        phi, inner_losses = adapt(prox_loss, theta, task.support, steps=inner_steps,
-                                  lr=None if inner_optimizer is not None else lr, optimizer=inner_optimizer,
-                                  return_losses=True)
+        prox_loss = _proximal(loss_fn, theta, lam)
+        phi, inner_losses = imaml_adapt(loss_fn, theta, task.support, lam=lam, inner_steps=inner_steps,
+                                        inner_lr=None if inner_optimizer is not None else lr,
+                                        inner_optimizer=inner_optimizer, return_losses=True)
         query_loss, query_metrics = loss_fn(phi, task.query)
         metrics = dict(query_metrics)
         # At step 0 phi = theta, so the regularised loss is the plain support loss.
@@ -166,6 +163,24 @@ def imaml_loss(
     implicit.defvjp(fwd, bwd)
     lr = inner_lr if inner_optimizer is None else jnp.zeros(())
     return implicit(params, task, lam, lr)
+
+
+def imaml_adapt(loss_fn: LossFn, params: Params, batch, *, lam, inner_steps: int, inner_lr=None,
+                inner_optimizer: optax.GradientTransformation | None = None, return_losses: bool = False):
+    """iMAML's inner problem: `inner_steps` of descent on `loss + lam / 2 * ||phi - params||^2` from `params`.
+
+    The task-specific weights `imaml_loss` differentiates implicitly; `fewjax.load(...).adapt` uses it directly.
+    """
+    return adapt(_proximal(loss_fn, params, lam), params, batch, steps=inner_steps, lr=inner_lr,
+                 optimizer=inner_optimizer, return_losses=return_losses)
+
+
+def _proximal(loss_fn, theta, lam):
+    def prox_loss(phi, batch):
+        loss, _ = loss_fn(phi, batch)
+        return loss + 0.5 * lam * _sq_dist(phi, theta), {}
+
+    return prox_loss
 
 
 def _cg(matvec, b, *, steps, tol):

@@ -21,8 +21,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from fewjax.kernels._episodic import at_least_f32, check_task, class_summary
-from fewjax.kernels.protonet import _normalize
+from fewjax.kernels._episodic import check_task, class_summary, embed_episode, normalize
 from fewjax.types import EmbedFn, Params, Task
 
 
@@ -51,15 +50,17 @@ def matching_loss(
       `(loss, {"loss", "accuracy"})`.
     """
     slots = check_task(task, ways, "matching_loss")
-    n_s = task.support.x.shape[0]
-    z = embed_fn(params, jnp.concatenate([task.support.x, task.query.x], axis=0))
-    z = at_least_f32(z.reshape(z.shape[0], -1))
-    z_s, z_q = z[:n_s], z[n_s:]
+    z_s, z_q = embed_episode(embed_fn, params, task)
     if context_fn is not None:
         z_s, z_q = context_fn(params, z_s, z_q)
-    attention = jax.nn.softmax(_normalize(z_q) @ _normalize(z_s).T / temperature, axis=-1)
-    onehot, _ = class_summary(task.support.y, slots, z.dtype)
-    probs = attention @ onehot
+    probs = matching_probabilities(z_s, task.support.y, z_q, slots=slots, temperature=temperature)
     loss = -jnp.mean(jnp.log(jnp.take_along_axis(probs, task.query.y[:, None], axis=-1) + eps))
     accuracy = jnp.mean(jnp.argmax(probs, axis=-1) == task.query.y)
     return loss, {"loss": loss, "accuracy": accuracy}
+
+
+def matching_probabilities(z_support, y_support, z_query, *, slots: int, temperature: float = 1.0):
+    """Class probabilities `[n_q, slots]`: cosine attention over the support examples, summed per class."""
+    attention = jax.nn.softmax(normalize(z_query) @ normalize(z_support).T / temperature, axis=-1)
+    onehot, _ = class_summary(y_support, slots, z_support.dtype)
+    return attention @ onehot

@@ -15,10 +15,9 @@ Example:
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
-from fewjax.kernels._episodic import at_least_f32, check_task, class_summary, masked_cross_entropy
+from fewjax.kernels._episodic import check_task, class_summary, embed_episode, masked_cross_entropy, normalize
 from fewjax.types import EmbedFn, Params, Task
 
 DISTANCES = ("sqeuclidean", "cosine")
@@ -49,24 +48,26 @@ def protonet_loss(
     if distance not in DISTANCES:
         raise ValueError(f"protonet_loss: distance={distance!r}; choose one of {DISTANCES}.")
     slots = check_task(task, ways, "protonet_loss")
-    n_s = task.support.x.shape[0]
-    z = embed_fn(params, jnp.concatenate([task.support.x, task.query.x], axis=0))
-    z = at_least_f32(z.reshape(z.shape[0], -1))
-    z_s, z_q = z[:n_s], z[n_s:]
-    onehot, counts = class_summary(task.support.y, slots, z.dtype)
-    prototypes = (onehot.T @ z_s) / jnp.maximum(counts, 1.0)[:, None]
-    if distance == "sqeuclidean":
-        d = (
-            jnp.sum(z_q**2, axis=-1, keepdims=True)
-            - 2.0 * z_q @ prototypes.T
-            + jnp.sum(prototypes**2, axis=-1)[None, :]
-        )
-        logits = -d / temperature
-    else:
-        logits = _normalize(z_q) @ _normalize(prototypes).T / temperature
-    loss, accuracy = masked_cross_entropy(logits, task.query.y, counts > 0)
+    z_s, z_q = embed_episode(embed_fn, params, task)
+    logits, present = prototype_logits(z_s, task.support.y, z_q, slots=slots, distance=distance,
+                                       temperature=temperature)
+    loss, accuracy = masked_cross_entropy(logits, task.query.y, present)
     return loss, {"loss": loss, "accuracy": accuracy}
 
 
-def _normalize(v: jax.Array, eps: float = 1e-8) -> jax.Array:
-    return v / jnp.sqrt(jnp.sum(v**2, axis=-1, keepdims=True) + eps)
+def prototype_logits(z_support, y_support, z_query, *, slots: int, distance: str = "sqeuclidean",
+                     temperature: float = 1.0):
+    """Logits `[n_q, slots]` of queries against class prototypes, and which class slots have support examples.
+
+    The classifier `protonet_loss` trains; `fewjax.load(...).predict` uses it on new episodes.
+    """
+    onehot, counts = class_summary(y_support, slots, z_support.dtype)
+    prototypes = (onehot.T @ z_support) / jnp.maximum(counts, 1.0)[:, None]
+    if distance == "sqeuclidean":
+        d = (
+            jnp.sum(z_query**2, axis=-1, keepdims=True)
+            - 2.0 * z_query @ prototypes.T
+            + jnp.sum(prototypes**2, axis=-1)[None, :]
+        )
+        return -d / temperature, counts > 0
+    return normalize(z_query) @ normalize(prototypes).T / temperature, counts > 0

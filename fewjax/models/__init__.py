@@ -8,7 +8,8 @@ from fewjax.models import bert
 from fewjax.models.conv4 import Conv4
 from fewjax.models.mlp import MLP
 from fewjax.models.resnet12 import ResNet12
-from fewjax.models.bert import BertConfig, BertEncoder, load_pretrained, make_embed_fn, pool
+from fewjax.models.bert import BertConfig, BertEncoder, make_embed_fn, pool
+from fewjax.models.pretrained import load_pretrained
 from fewjax.models.norm import BatchStatNorm
 
 

@@ -35,15 +35,17 @@ from jax import lax
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
 
-CONV_GRADS = ("auto", "xla", "matmul")
-"""How a model differentiates its convolutions: XLA's own, matrix products, or "auto" (matrix products on the CPU)."""
+CONV_GRADS = ("xla", "matmul")
+"""How a model differentiates its convolutions: XLA's own rule, or matrix products (several times faster on
+XLA:CPU). A run's "auto" is resolved to one of them once, by `fewjax.methods.resolve_platform`."""
 
 
 def matmul_grad(conv_grad: str, model: str) -> bool:
     """Whether `model`'s convolutions take the matrix-product weight gradient; one clear error for a bad choice."""
     if conv_grad not in CONV_GRADS:
-        raise ValueError(f"{model}: conv_grad={conv_grad!r}; choose one of {CONV_GRADS}.")
-    return conv_grad == "matmul" or (conv_grad == "auto" and jax.default_backend() == "cpu")
+        raise ValueError(f"{model}: conv_grad={conv_grad!r}; choose one of {CONV_GRADS} (a run's 'auto' is resolved "
+                         "for the backend by fewjax.methods.resolve_platform).")
+    return conv_grad == "matmul"
 
 
 def conv_general_dilated(

@@ -10,8 +10,8 @@ A convolution followed by batch norm has no bias: batch norm subtracts each chan
 never change an output nor receive a gradient (it would only cost a pass over the largest activations).
 
 `conv_grad` picks how the convolutions are differentiated: "xla" (JAX's own rule: two more convolutions),
-"matmul" (the weight gradient as matrix products, `fewjax.models.conv`; several times faster on XLA:CPU), or
-"auto" (the default: "matmul" when JAX's default backend is the CPU, "xla" elsewhere). Values and derivatives
+or "matmul" (the weight gradient as matrix products, `fewjax.models.conv`; several times faster on XLA:CPU). A run's
+"auto" becomes "matmul" on the CPU and "xla" elsewhere (`fewjax.methods.resolve_platform`). Values and derivatives
 are the same either way; so are the parameters.
 
 Example:
@@ -43,7 +43,7 @@ class Conv4(nn.Module):
     norm: str = "batch"
     pool: str = "max"
     dtype: Any = jnp.float32
-    conv_grad: str = "auto"
+    conv_grad: str = "xla"
 
     @nn.compact
     def __call__(self, x):

@@ -10,7 +10,7 @@ Batch norm policy, explicit as in `Conv4`: `norm="batch"` normalises with the st
 and keeps no running averages (`fewjax.models.BatchStatNorm`): under `jax.vmap` over tasks each task has its own
 statistics, nothing leaks between tasks, and within a task the query examples share statistics (transductive).
 `norm="layer"` or `"none"` are the alternatives. Convolutions followed by batch norm have no bias (it cancels).
-`conv_grad` as in `Conv4`: "auto" differentiates the stride-1 convolutions with matrix products on the CPU.
+`conv_grad` as in `Conv4`: "matmul" differentiates the stride-1 convolutions with matrix products (CPU).
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -71,7 +71,7 @@ class ResNet12(nn.Module):
     norm: str = "batch"
     global_pool: bool = False
     dtype: Any = jnp.float32
-    conv_grad: str = "auto"
+    conv_grad: str = "xla"
 
     @nn.compact
     def __call__(self, x):

@@ -21,7 +21,7 @@ from fewjax.text.sources import (
     text_file,
     text_file_texts,
 )
-from fewjax.text.tokenize import DEFAULT_BUCKETS, Tokenizer, as_tokenizer, bucket_length
+from fewjax.models.tokenizer import DEFAULT_BUCKETS, Tokenizer, as_tokenizer, bucket_length
 
 __all__ = [
     "DEFAULT_BUCKETS",

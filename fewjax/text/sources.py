@@ -2,7 +2,7 @@
 
 Each `*_texts` function returns the raw triple `(texts, labels [N] int64,
 class_names)`; the source functions tokenise it (one bucket length for the
-whole split, see `fewjax.text.tokenize`) and wrap it as a
+whole split, see `fewjax.models.tokenizer`) and wrap it as a
 `fewjax.data.ArraySource` of int32 token ids `[N, L]`, ready for
 `fewjax.data.episodes(source, ways=, shots=, queries=, seed=)`.
 
@@ -39,7 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from fewjax.data.sources import ArraySource
-from fewjax.text.tokenize import DEFAULT_BUCKETS, Tokenizer, as_tokenizer, bucket_length
+from fewjax.models.tokenizer import DEFAULT_BUCKETS, Tokenizer, as_tokenizer, bucket_length
 
 SPLITS = ("train", "val", "test")
 CLINC150_SIZES = (50, 50, 50)

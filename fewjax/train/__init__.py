@@ -1,6 +1,4 @@
-"""Training: config, methods, the jitted step, the loop, checkpoints and metrics."""
-from fewjax.train.checkpoint import Checkpoints
-from fewjax.train.config import base_config, validate
+"""Training: the loop (`train_and_evaluate`), the jitted step, the workdir lock, checkpoints and metrics."""
 from fewjax.train.loop import train_and_evaluate
 
-__all__ = ["Checkpoints", "base_config", "train_and_evaluate", "validate"]
+__all__ = ["train_and_evaluate"]

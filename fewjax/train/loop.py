@@ -12,12 +12,13 @@ is evaluated on `test_episodes` episodes of the test classes.
 """
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -25,22 +26,25 @@ from tqdm.auto import tqdm
 
 from fewjax.data.pipeline import prefetch
 from fewjax.eval.evaluate import TEST_SEED, VAL_SEED, evaluate
-from fewjax.train.checkpoint import Checkpoints
-from fewjax.train.config import base_config, validate
-from fewjax.train.data import make_sampler
-from fewjax.train.lock import hold_workdir
-from fewjax.train.methods import build_method, outer_optimizer
-from fewjax.train.metrics import MetricWriter
+from fewjax.experiment.config import base_config, validate
+from fewjax.experiment.data import make_sampler
+from fewjax.experiment.records import describe, flatten, write_json
+from fewjax.experiment.state import TrainState, init_state, outer_optimizer
+from fewjax.methods import build_method, resolve_platform
 from fewjax.placement import (batch_sharding, make_mesh, process_task_indices, replicated, shard_local_tasks,
-                                   state_shardings)
-from fewjax.train.step import TrainState, init_state, make_train_step
+                              state_shardings)
+from fewjax.train.checkpoint import Checkpoints
+from fewjax.train.lock import hold_workdir
+from fewjax.train.metrics import MetricWriter
+from fewjax.train.step import make_train_step
 
 logger = logging.getLogger(__name__)
 
 RUNTIME_KEYS = {"total_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "val_episodes",
                 "test_episodes", "eval_batch_size", "data_dir", "steps_per_call", "fsdp", "early_stop_patience",
-                "within_alphabet"}
-"""Keys a resumed run may change; any other difference means the workdir belongs to another experiment."""
+                "within_alphabet", "task_loop", "model.conv_grad"}
+"""Keys a resumed run may change (schedule, evaluation, placement, and how the backend computes the same values);
+any other difference means the workdir belongs to another experiment."""
 
 
 def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = True) -> dict:
@@ -50,6 +54,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = T
     saving a checkpoint of that step). Raises `fewjax.train.lock.WorkdirBusyError` if another run holds `workdir`.
     """
     validate(config)
+    config = resolve_platform(config)  # recorded in every checkpoint's config
     workdir = make_workdir(workdir)
     with hold_workdir(workdir):
         return _train_and_evaluate(config, workdir, progress=progress)
@@ -65,20 +70,29 @@ def make_workdir(workdir: str | os.PathLike) -> Path:
     return workdir
 
 
-def _train_and_evaluate(config, workdir: Path, *, progress: bool) -> dict:
-    ckpts = Checkpoints(workdir / "checkpoints", keep_last=config.keep_checkpoints, keep_best=True)
-    check_resumable(ckpts, config)
+class _Run(NamedTuple):
+    """What the loop steps: the method, the (restored) state, the jitted step and its input, the validation."""
+    method: Any
+    state: Any
+    step_fn: Callable
+    next_input: Callable  # () -> the step's data: the sampler's device state, or the next host meta-batch
+    validate: Callable  # params -> {metric, "ci95", ...} on the fixed validation episodes
+    eval_jit: Callable
+    mesh: Any
+    metric: str
+    resumed_metrics: dict | None
+
+
+def _build(config, ckpts: Checkpoints) -> _Run:
     mesh = make_mesh(fsdp=config.fsdp)
     if config.meta_batch_size % mesh.size:
         raise ValueError(f"config.meta_batch_size={config.meta_batch_size} must be divisible by the {mesh.size} "
                          f"devices (the task axis is split over them); choose a multiple of {mesh.size}.")
-
     method = build_method(config)
     tx = outer_optimizer(config)
     train_sampler = make_sampler(config, "train", seed=config.seed)
     val_sampler = make_sampler(config, "val", seed=VAL_SEED)
-    example = train_sampler.sample(0).support.x
-    params = method.init(jax.random.key(config.seed), example)
+    params = method.init(jax.random.key(config.seed), train_sampler.sample(0).support.x)
     state = init_state(params, tx, ema=config.ema_decay > 0)
     placement = state_shardings(state, mesh)
     state = jax.device_put(state, placement)
@@ -88,33 +102,40 @@ def _train_and_evaluate(config, workdir: Path, *, progress: bool) -> dict:
         resumed_metrics = info["metrics"]
         logger.info("resumed from step %d in %s", info["step"], ckpts.directory)
 
-    on_device = getattr(train_sampler, "fits_on_device", True)
-    sharding = batch_sharding(mesh) if mesh.size > 1 else None
+    on_device = train_sampler.fits_on_device
     step_fn = jax.jit(make_train_step(method, tx, meta_batch_size=config.meta_batch_size,
                                       sampler=train_sampler if on_device else None,
                                       steps_per_call=config.steps_per_call, ema_decay=config.ema_decay,
-                                      task_sharding=sharding), donate_argnums=0,
-                      out_shardings=(placement, replicated(mesh)))
-    data = train_sampler.device_state(replicated(mesh)) if on_device else None
-    host_batches = None if on_device else _host_batches(train_sampler, config, int(state.step), mesh)
+                                      task_sharding=batch_sharding(mesh) if mesh.size > 1 else None),
+                      donate_argnums=0, out_shardings=(placement, replicated(mesh)))
+    if on_device:
+        data = train_sampler.device_state(replicated(mesh))
+        next_input = lambda: data  # noqa: E731
+    else:
+        next_input = functools.partial(next, _host_batches(train_sampler, config, int(state.step), mesh))
     eval_jit = jax.jit(method.evaluate)
     metric = "loss" if config.dataset == "sinusoid" else "accuracy"
+    validate_now = functools.partial(evaluate, method.evaluate, sampler=val_sampler, num_episodes=config.val_episodes,
+                                     batch_size=config.eval_batch_size, seed=VAL_SEED, metric=metric, jitted=eval_jit,
+                                     mesh=mesh if mesh.size > 1 else None)
+    return _Run(method, state, step_fn, next_input, validate_now, eval_jit, mesh, metric, resumed_metrics)
 
-    def validate_now(params) -> dict:
-        return evaluate(method.evaluate, params, val_sampler, num_episodes=config.val_episodes,
-                        batch_size=config.eval_batch_size, seed=VAL_SEED, metric=metric, jitted=eval_jit,
-                        mesh=mesh if mesh.size > 1 else None)
 
+def _train_and_evaluate(config, workdir: Path, *, progress: bool) -> dict:
+    ckpts = Checkpoints(workdir / "checkpoints", keep_last=config.keep_checkpoints, keep_best=True)
+    check_resumable(ckpts, config)
+    run = _build(config, ckpts)
+    state, metric = run.state, run.metric
     writer = MetricWriter(workdir, resume_step=int(state.step))
     stop = _StopFlag()
     step = int(state.step)
     val_key = f"val_{metric}"
-    early = _EarlyStop(config.early_stop_patience * config.eval_every, resumed_metrics, step)
+    early = _EarlyStop(config.early_stop_patience * config.eval_every, run.resumed_metrics, step)
     try:
         with stop, tqdm(total=config.total_steps, initial=step, desc="train", unit="step",
                         disable=not progress or jax.process_index() != 0) as bar:
             while step < config.total_steps and not early.stopped(step):
-                state, metrics = step_fn(state, data if on_device else next(host_batches))
+                state, metrics = run.step_fn(state, run.next_input())
                 step += config.steps_per_call
                 bar.update(config.steps_per_call)
                 last = step >= config.total_steps
@@ -124,9 +145,9 @@ def _train_and_evaluate(config, workdir: Path, *, progress: bool) -> dict:
                     bar.set_postfix({k: f"{logged[k]:.4f}" for k in ("loss", "accuracy") if k in logged})
                 val = None
                 if step % config.eval_every == 0 or last:
-                    val = {val_key: validate_now(state.params)[metric]}
+                    val = {val_key: run.validate(state.params)[metric]}
                     if state.ema_params is not None:
-                        val[f"val_ema_{metric}"] = validate_now(state.ema_params)[metric]
+                        val[f"val_ema_{metric}"] = run.validate(state.ema_params)[metric]
                     writer.write(step, val, prefix="val")
                     early.update(step, _rank(val, val_key, metric)["val_accuracy"])
                 if early.stopped(step):
@@ -144,7 +165,8 @@ def _train_and_evaluate(config, workdir: Path, *, progress: bool) -> dict:
         if ckpts.latest_step() is None:  # total_steps=0: keep the untrained (e.g. pretrained) model
             ckpts.save(step, state, config=config.to_dict())
         ckpts.wait()
-        return final_test(config, workdir, ckpts, state, method, eval_jit, mesh, metric, progress=progress)
+        return final_test(config, workdir, ckpts, state, run.method, run.eval_jit, run.mesh, metric,
+                          progress=progress)
     finally:
         writer.close()
         ckpts.close()
@@ -163,27 +185,6 @@ def final_test(config, workdir, ckpts, state, method, eval_jit, mesh, metric, *,
     return record
 
 
-def describe(config, *, split, checkpoint, step, result) -> dict:
-    """The evaluation record every command prints: what was evaluated, on what, and the score."""
-    return {
-        "method": config.method, "dataset": config.dataset, "split": split, "ways": config.test_ways,
-        "shots": config.test_shots, "queries": config.test_queries, "checkpoint": checkpoint, "step": int(step),
-        **({"within_alphabet": True} if config.within_alphabet and split == "test" else {}), **result,
-    }
-
-
-def write_json(path: Path, record: dict) -> None:
-    """Atomically writes `record` (process 0 only)."""
-    if jax.process_index() != 0:
-        return
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # left only by a failed write
-
-
 def check_resumable(ckpts: Checkpoints, config) -> None:
     """Refuses a workdir whose checkpoints were written by another experiment."""
     if ckpts.latest_step() is None:
@@ -191,22 +192,11 @@ def check_resumable(ckpts: Checkpoints, config) -> None:
     saved = {**flatten(base_config().to_dict()), **flatten(ckpts.read_config())}  # keys added since: defaults
     current = flatten(config.to_dict())
     differ = sorted(k for k in set(saved) | set(current)
-                    if k.split(".")[0] not in RUNTIME_KEYS and saved.get(k) != current.get(k))
+                    if k not in RUNTIME_KEYS and k.split(".")[0] not in RUNTIME_KEYS and saved.get(k) != current.get(k))
     if differ:
         shown = ", ".join(f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in differ[:5])
         raise ValueError(f"{ckpts.directory} holds checkpoints of another configuration ({shown}). "
                          "Use a new --workdir, or the configuration those checkpoints were trained with.")
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    """A nested config dict as `{"a.b": value}`."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _check_finite(state: TrainState, metrics: dict, ckpts: Checkpoints) -> dict:

@@ -16,32 +16,14 @@ A step whose loss is not finite leaves the parameters as they were and records i
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from fewjax.experiment.state import TrainState
 from fewjax.placement import batch_sharding, per_device, task_axes
-
-
-class TrainState(NamedTuple):
-    step: jax.Array  # int32 scalar: the number of updates applied
-    params: Any
-    opt_state: Any
-    ema_params: Any  # the exponential moving average of params, or None
-    nonfinite_step: jax.Array  # int32 scalar: first step with a non-finite loss, -1 if none
-
-
-def init_state(params, tx: optax.GradientTransformation, *, ema: bool) -> TrainState:
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        opt_state=tx.init(params),
-        ema_params=jax.tree.map(jnp.copy, params) if ema else None,
-        nonfinite_step=jnp.full((), -1, jnp.int32),
-    )
 
 
 def make_train_step(method, tx, *, meta_batch_size: int, sampler=None, steps_per_call: int = 1,
@@ -49,7 +31,7 @@ def make_train_step(method, tx, *, meta_batch_size: int, sampler=None, steps_per
     """Builds the (unjitted) step; jit it with `jax.jit(step, donate_argnums=0)`.
 
     Args:
-      method: a `fewjax.train.methods.Method`.
+      method: a `fewjax.methods.Method`.
       tx: the outer optax optimizer.
       meta_batch_size: tasks per update (global, over all devices and processes).
       sampler: an episode sampler with `device_sample` for on-device sampling; None when the host feeds tasks.

@@ -122,8 +122,8 @@ def test_folder_of_omniglot_pngs_gives_the_builtin_arrays(omniglot_pngs, monkeyp
         np.testing.assert_array_equal(folder.class_examples(c), builtin.class_examples(c))
     assert folder.class_examples(0).mean() < 60  # mostly background, now low
 
-    from fewjax.train.config import base_config
-    from fewjax.train.data import make_source
+    from fewjax.experiment.config import base_config
+    from fewjax.experiment.data import make_source
 
     config = base_config()  # evaluate.py --data FOLDER on an Omniglot conv4 checkpoint
     config.dataset, config.model.name = "omniglot", "conv4"

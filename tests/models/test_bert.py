@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from fewjax.models import bert
+from fewjax.models import bert, pretrained
 from fewjax.types import Batch
 from tests.shared import SHARED
 
@@ -21,7 +21,7 @@ MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
 def minilm():
     if not (MODEL / "model.safetensors").is_file():
         pytest.skip(f"{MODEL} not available")
-    module, params, tok = bert.load_pretrained(MODEL, add_pooler=True)
+    module, params, tok = pretrained.load_pretrained(MODEL, add_pooler=True)
     return module, params, tok, dict(np.load(MODEL / "reference_outputs.npz"))
 
 
@@ -87,7 +87,7 @@ def test_convert_state_dict_reports_and_maps(minilm, state):
     renamed["classifier.weight"] = np.zeros((2, 384), np.float32)
     renamed["foo.bar"] = np.zeros(3, np.float32)
     del renamed["bert.encoder.layer.3.output.dense.bias"]
-    p2, report = bert.convert_state_dict(renamed, cfg, add_pooler=False)
+    p2, report = pretrained.convert_state_dict(renamed, cfg, add_pooler=False)
     assert report.missing == ("layer_3/output/bias",)
     assert report.unexpected == ("foo.bar",)
     assert set(report.ignored) == {
@@ -97,7 +97,7 @@ def test_convert_state_dict_reports_and_maps(minilm, state):
     bad = dict(state)
     bad["encoder.layer.0.intermediate.dense.weight"] = bad["encoder.layer.0.intermediate.dense.weight"].T
     with pytest.raises(ValueError, match="intermediate.dense.weight"):
-        bert.convert_state_dict(bad, cfg)
+        pretrained.convert_state_dict(bad, cfg)
 
 
 def _tiny_folder(tmp_path, state, *, drop=(), extra=None):
@@ -117,23 +117,23 @@ def _tiny_folder(tmp_path, state, *, drop=(), extra=None):
 
 def test_load_pretrained_errors_name_the_problem(tmp_path, state):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        bert.load_pretrained(tmp_path / "nope")
+        pretrained.load_pretrained(tmp_path / "nope")
     (tmp_path / "a").mkdir()
     folder = _tiny_folder(tmp_path / "a", state)
-    module, params, tok = bert.load_pretrained(folder)
+    module, params, tok = pretrained.load_pretrained(folder)
     assert module.config.num_hidden_layers == 1 and "layer_1" not in params
     (folder / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="model.safetensors is missing"):
-        bert.load_pretrained(folder)
+        pretrained.load_pretrained(folder)
     (tmp_path / "b").mkdir()
     _tiny_folder(tmp_path / "b", state, drop=["encoder.layer.0.output.dense.bias"])
     with pytest.raises(ValueError, match="layer_0/output/bias"):
-        bert.load_pretrained(tmp_path / "b")
+        pretrained.load_pretrained(tmp_path / "b")
     (tmp_path / "c").mkdir()
     _tiny_folder(tmp_path / "c", state, extra={"encoder.layer.1.output.dense.bias": np.zeros(384, np.float32)})
     with pytest.raises(ValueError, match="strict=False"):
-        bert.load_pretrained(tmp_path / "c")
-    bert.load_pretrained(tmp_path / "c", strict=False)
+        pretrained.load_pretrained(tmp_path / "c")
+    pretrained.load_pretrained(tmp_path / "c", strict=False)
 
 
 def test_hub_name_offline_gives_a_clear_error(monkeypatch):
@@ -144,7 +144,7 @@ def test_hub_name_offline_gives_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(FileNotFoundError, match="Offline.*huggingface-cli download"):
-        bert.load_pretrained("sentence-transformers/all-MiniLM-L6-v2")
+        pretrained.load_pretrained("sentence-transformers/all-MiniLM-L6-v2")
 
 
 def test_config_rejects_unsupported_architectures():

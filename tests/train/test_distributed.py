@@ -1,7 +1,7 @@
 """Many processes give the results of one: `jax.distributed` over local CPU processes on 127.0.0.1 (gloo).
 
 Each run starts its processes as subprocesses of a small driver (below) that calls
-`fewjax.train.distributed.initialize_distributed` with the flags train.py passes, then `train_and_evaluate`.
+`fewjax.cli.distributed.initialize_distributed` with the flags train.py passes, then `train_and_evaluate`.
 All processes share one workdir, as they would share a file system on a cluster.
 """
 import json
@@ -22,7 +22,7 @@ from tests.train.test_partitioning import assert_partitioned
 DRIVER = """
 import json, sys, types
 address, nproc, pid, workdir, total, host = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6] == "host"
-from fewjax.train.distributed import initialize_distributed
+from fewjax.cli.distributed import initialize_distributed
 initialize_distributed(types.SimpleNamespace(coordinator_address=address if nproc > 1 else None,
                                              num_processes=nproc if nproc > 1 else None,
                                              process_id=pid if nproc > 1 else None, distributed=False))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from fewjax.train import train_and_evaluate
-from tests.train.conftest import tiny_config
+from tests.conftest import tiny_config
 from tests.train.test_loop import final_params
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ async def write_text(path, text):
     return await original(path, text)
 async_path.write_text = write_text
 from fewjax.train import train_and_evaluate
-from tests.train.conftest import tiny_config
+from tests.conftest import tiny_config
 train_and_evaluate(tiny_config(root, "protonet", **json.loads(sys.argv[4])), workdir, progress=False)
 """
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from fewjax.train import train_and_evaluate
-from fewjax.train.config import validate
-from tests.train.conftest import tiny_config
+from fewjax.experiment.config import validate
+from tests.conftest import tiny_config
 from tests.train.test_loop import final_params
 
 IMAML = {"inner_steps": 3, "eval_inner_steps": 3, "inner_lr": 0.1, "imaml_cg_steps": 2, "imaml_cg_damping": 1.0}

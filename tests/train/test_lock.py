@@ -12,7 +12,7 @@ import pytest
 
 from fewjax.train import train_and_evaluate
 from fewjax.train.lock import LOCK_NAME, STALE_SECONDS, WorkdirBusyError, WorkdirLock, hold_workdir, process_identity
-from tests.train.conftest import sinusoid_config
+from tests.conftest import sinusoid_config
 from tests.train.test_distributed import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,7 +131,7 @@ JOB = """
 import sys, time, types
 from pathlib import Path
 address, nproc, pid, workdir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-from fewjax.train.distributed import initialize_distributed
+from fewjax.cli.distributed import initialize_distributed
 initialize_distributed(types.SimpleNamespace(coordinator_address=address, num_processes=nproc, process_id=pid,
                                              distributed=False))
 from fewjax.train.lock import WorkdirBusyError, hold_workdir

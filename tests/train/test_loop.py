@@ -9,11 +9,12 @@ import pytest
 
 from fewjax.train import train_and_evaluate
 from fewjax.train.checkpoint import Checkpoints
-from fewjax.train.config import METHODS
-from fewjax.train.data import make_sampler
-from fewjax.train.methods import build_method, outer_optimizer
-from fewjax.train.step import init_state
-from tests.train.conftest import sinusoid_config, tiny_config
+from fewjax.experiment.config import METHODS
+from fewjax.experiment.data import make_sampler
+from fewjax.experiment.state import outer_optimizer
+from fewjax.methods import build_method
+from fewjax.experiment.state import init_state
+from tests.conftest import sinusoid_config, tiny_config
 
 
 def final_params(workdir, config):
@@ -124,7 +125,7 @@ def test_bad_config_values_fail_before_anything_runs(overrides, message, image_r
 
 
 def test_missing_image_folder_is_a_clear_error(tmp_path):
-    from fewjax.train.config import base_config
+    from fewjax.experiment.config import base_config
 
     c = base_config()
     c.dataset, c.data_dir = "image_folder", str(tmp_path / "nowhere")

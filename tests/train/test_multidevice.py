@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 
 from fewjax.train.checkpoint import Checkpoints
-from fewjax.train.data import make_sampler
-from fewjax.train.methods import build_method, outer_optimizer
-from fewjax.train.step import init_state
-from tests.train.conftest import sinusoid_config, tiny_config
+from fewjax.experiment.data import make_sampler
+from fewjax.experiment.state import outer_optimizer
+from fewjax.methods import build_method
+from fewjax.experiment.state import init_state
+from tests.conftest import sinusoid_config, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 METHODS = ("maml", "reptile", "protonet")
@@ -222,7 +223,7 @@ def test_task_loop_scan_over_four_devices_trains_like_one_vmapped_device(tmp_pat
     def run(devices, loop):
         code = f"""
 from fewjax.train import train_and_evaluate
-from fewjax.train.methods import task_chunk_size
+from fewjax.methods import task_chunk_size
 from tests.train.test_multidevice import multi_config
 config = multi_config(None, "maml", task_loop={loop!r})
 assert task_chunk_size(config) == (1 if {loop!r} == "scan" else None)

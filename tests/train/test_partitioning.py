@@ -25,7 +25,7 @@ CASES = [("maml", "scan", "matmul"), ("maml", "vmap", "xla"), ("protonet", "vmap
 
 def tiny_method_config(method: str, task_loop: str, conv_grad: str):
     """3-way 1-shot, 2 queries, a meta-batch of 8, conv4-8; MAML adapts 1 step in training and 2 in evaluation."""
-    from fewjax.train.config import base_config
+    from fewjax.experiment.config import base_config
 
     c = base_config()
     c.method, c.dataset, c.meta_batch_size = method, "image_folder", META_BATCH
@@ -53,11 +53,12 @@ def program_costs(method: str, task_loop: str, conv_grad: str, device_counts) ->
     import jax
     import numpy as np
 
-    import fewjax.train.methods as methods
+    import fewjax.methods as methods
     from fewjax.data import ArraySource, episodes
     from fewjax.train.program_cost import compiled_cost
     from fewjax.placement import batch_sharding, make_mesh, map_per_device, replicated, state_shardings
-    from fewjax.train.step import init_state, make_train_step
+    from fewjax.experiment.state import init_state
+    from fewjax.train.step import make_train_step
 
     methods.build_model = one_block_conv4
     config = tiny_method_config(method, task_loop, conv_grad)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fewjax.train.config import base_config
+from fewjax.experiment.config import base_config
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@ import pytest
 from PIL import Image
 
 from fewjax.train import train_and_evaluate
-from fewjax.train.methods import build_model
-from tests.train.conftest import tiny_config
+from fewjax.methods import build_model
+from tests.conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -33,4 +33,4 @@ def test_protonet_trains_and_evaluates_on_84x84_images(model, hidden, rgb_root, 
 
 def test_resnet12_from_config_has_the_published_widths_at_hidden_64():
     config = tiny_config("unused", "protonet", **{"model.name": "resnet12", "model.hidden": 64})
-    assert tuple(build_model(config).widths) == (64, 160, 320, 640)
+    assert tuple(build_model(config, classes=None).widths) == (64, 160, 320, 640)

@@ -16,13 +16,13 @@ from typing import Callable, NoReturn, TypeVar
 
 from absl import flags
 
+from fewjax.experiment.config import FlagError, base_config, validate
+from fewjax.train.checkpoint import CorruptCheckpointError
+from fewjax.train.lock import WorkdirBusyError
+
 EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 1, 2, 75
 
 T = TypeVar("T")
-
-
-class FlagError(ValueError):
-    """A flag value that cannot work (the message names the flag as the user typed it)."""
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -34,7 +34,6 @@ def parse_flags(argv: list[str]) -> list[str]:
     try:
         rest = flags.FLAGS(argv)
         if "config" in flags.FLAGS and flags.FLAGS.config is not None:
-            from fewjax.train.config import validate
 
             try:
                 validate(flags.FLAGS.config)
@@ -70,9 +69,6 @@ def run_or_fail(prog: str, fn: Callable[[], T]) -> T:
     Expected: a busy workdir, a bad flag value, an OS-level problem (missing or unwritable file, full disk), a
     corrupt checkpoint, a non-finite loss. Anything else keeps its traceback: it is a bug to report.
     """
-    from fewjax.train.checkpoint import CorruptCheckpointError
-    from fewjax.train.lock import WorkdirBusyError
-
     try:
         return fn()
     except WorkdirBusyError as e:
@@ -102,7 +98,6 @@ def _override_key(argv, error) -> str:
 
 def _known_keys() -> list[str]:
     try:
-        from fewjax.train.config import base_config
 
         out, stack = [], [("", base_config())]
         while stack:

@@ -1,11 +1,11 @@
-"""From a config to episode samplers: the only place where training meets the data sources."""
+"""From a config to episode samplers: the only place where a run meets the data sources."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import fewjax.data as fd
 from fewjax.data.within_group import alphabet_of, within_group_episodes
-from fewjax.train.text import TEXT_DATASETS
+from fewjax.text.datasets import TEXT_DATASETS, make_text_source
 
 OMNIGLOT_SPLITS = {"vinyals": {"train": "train", "val": "val", "test": "test"},
                    "lake": {"train": "background", "val": "background", "test": "evaluation"}}
@@ -17,8 +17,6 @@ def make_source(config, split: str, *, data_path: str | None = None, invert="aut
     """The class source of `split` ("train", "val" or "test"); `data_path` overrides with a folder of test classes
     (`invert`: see `fewjax.data.image_folder`)."""
     if config.dataset in TEXT_DATASETS:
-        from fewjax.train.text import make_text_source
-
         return make_text_source(config, split, data_path=data_path)
     if data_path is not None:
         return fd.image_folder(data_path, image_size=config.image_size, grayscale=config.model.name == "conv4"

@@ -12,14 +12,17 @@ import numpy as np
 import pytest
 
 import fewjax
-from fewjax.eval.cli import evaluate_workdir
+from fewjax.eval.workdir import evaluate_workdir
 from fewjax.models import head_mask
 from fewjax.models.bert import make_classifier_loss_fn
 from fewjax.train import train_and_evaluate
 from fewjax.train.checkpoint import Checkpoints
-from fewjax.train.config import base_config
-from fewjax.train.data import make_sampler
-from fewjax.train.text import TEXT_METHODS, build_text_method, make_text_source, pretrained
+from fewjax.experiment.config import base_config
+from fewjax.experiment.data import make_sampler
+from fewjax.experiment.config import validate
+from fewjax.methods import TEXT_METHODS, build_method
+from fewjax.text.datasets import make_text_source
+from fewjax.text.encoder import pretrained
 from tests.shared import SHARED
 
 MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
@@ -48,6 +51,8 @@ def text_config(method="protonet", **overrides):
                                     for m in TEXT_METHODS])
 def test_every_text_method_trains_and_evaluates(method, tmp_path):
     config = text_config(method, total_steps=0 if method == "finetune" else 2)
+    if method == "distill":  # a 2-layer teacher, a 1-layer student
+        config.text.num_layers, config.text.student_layers = 2, 1
     record = train_and_evaluate(config, tmp_path, progress=False)
     assert record["method"] == method and record["dataset"] == "clinc150" and record["episodes"] == 4
     assert 0.0 <= record["accuracy"] <= 1.0 and np.isfinite(record["ci95"])
@@ -64,11 +69,11 @@ def test_zero_step_protonet_keeps_the_pretrained_encoder_and_evaluates_a_csv(tmp
     config = text_config("protonet", total_steps=0)
     train_and_evaluate(config, tmp_path / "run", progress=False)
     _, params, _ = pretrained(config)
-    method = build_text_method(config)
+    method = build_method(config)
     x = make_sampler(config, "train", seed=0).sample(0).support.x
     with Checkpoints(tmp_path / "run" / "checkpoints", read_only=True) as ckpts:
-        from fewjax.train.methods import outer_optimizer
-        from fewjax.train.step import init_state
+        from fewjax.experiment.state import outer_optimizer
+        from fewjax.experiment.state import init_state
 
         state, info = ckpts.restore(init_state(method.init(jax.random.key(0), x), outer_optimizer(config),
                                                ema=False), step="latest")
@@ -92,12 +97,21 @@ def test_zero_step_protonet_keeps_the_pretrained_encoder_and_evaluates_a_csv(tmp
     assert record["accuracy"] > 0.6
     assert json.loads((tmp_path / "run" / "eval_test.json").read_text()) == record
 
+    run = fewjax.load(tmp_path / "run")  # research code: strings in, classes out
+    names = sorted(topics)
+    support = ([topics[k][0] for k in names], [0, 1, 2])
+    queries = [t for k in names for t in topics[k][1:]]
+    predicted = run.predict(support, queries)
+    assert run.step == 0 and predicted.shape == (9,)
+    assert np.mean(predicted == np.repeat([0, 1, 2], 3)) > 0.6
+    assert run.embed(queries[:2]).shape == (2, run.model.config.hidden_size)
+
 
 @pytest.mark.slow
 def test_anil_on_features_equals_maml_with_head_mask():
     """ANIL adapts the head on precomputed features: same loss and meta-gradient as the head-masked maml_loss."""
     config = text_config("anil", inner_steps=2)
-    method = build_text_method(config)
+    method = build_method(config)
     tasks = make_sampler(config, "train", seed=0).sample_batch(0, 1)
     params = method.init(jax.random.key(0), tasks.support.x[0])
     params["head"] = jax.tree.map(lambda a: a + 0.01 * jnp.arange(a.size).reshape(a.shape) / a.size, params["head"])
@@ -120,11 +134,15 @@ def test_text_sources_and_clear_errors(tmp_path):
     assert [len(s) for s in splits] == [50, 50, 50] and not (splits[0] & splits[2])
     assert make_text_source(config, "test").example_shape == (32,)
     with pytest.raises(ValueError, match="total_steps=0"):
-        build_text_method(text_config("finetune", total_steps=5))
+        validate(text_config("finetune", total_steps=5))
     with pytest.raises(ValueError, match="text datasets support"):
-        build_text_method(text_config("matching"))
+        validate(text_config("matching"))
+    with pytest.raises(ValueError, match="text datasets support"):
+        build_method(text_config("matching"))
+    with pytest.raises(ValueError, match="student_layers=1"):
+        build_method(text_config("distill"))
     with pytest.raises(ValueError, match="num_layers=9"):
-        build_text_method(text_config(**{"text.num_layers": 9}))
+        build_method(text_config(**{"text.num_layers": 9}))
     with pytest.raises(FileNotFoundError, match="text_file needs data_dir"):
         make_text_source(text_config(dataset="text_file", data_dir=str(tmp_path)), "train")
 

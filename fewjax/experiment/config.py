@@ -8,12 +8,18 @@ data is read or anything compiles.
 """
 from __future__ import annotations
 
+import functools
+
 import ml_collections
 
+from fewjax.methods import METHODS, TEXT_METHODS
 from fewjax.models.conv import CONV_GRADS
-from fewjax.train.text import TEXT_DATASETS, text_config
+from fewjax.text.datasets import TEXT_DATASETS
 
-METHODS = ("maml", "fomaml", "metasgd", "anil", "reptile", "imaml", "protonet", "matching", "finetune")
+class FlagError(ValueError):
+    """A flag value that cannot work (the message names the flag as the user typed it)."""
+
+
 DATASETS = ("omniglot", "image_folder", "sinusoid") + TEXT_DATASETS
 SCHEDULES = ("constant", "step", "cosine", "linear")
 MODELS = ("conv4", "resnet12", "mlp")
@@ -58,7 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.norm = "batch"
     c.model.pool = "max"
     c.model.dtype = "float32"  # "bfloat16": mixed precision (compute in bf16, params and loss in f32)
-    c.model.conv_grad = "auto"  # conv4: "xla", "matmul" (weight gradient as matrix products), "auto" (matmul on CPU)
+    c.model.conv_grad = "auto"  # "xla", "matmul" (weight gradient as matrix products), "auto" (matmul on CPU)
 
     c.inner_steps = 1  # MAML family and Reptile
     c.inner_lr = 0.4
@@ -87,6 +93,79 @@ def base_config() -> ml_collections.ConfigDict:
     c.ema_decay = 0.0  # > 0 keeps an exponential moving average of the params, evaluated alongside
     c.text = text_config()  # used when dataset is one of TEXT_DATASETS
     return c
+
+
+def text_config() -> ml_collections.ConfigDict:
+    """`config.text`: the pretrained encoder and how text runs use it (read when dataset is a text dataset)."""
+    t = ml_collections.ConfigDict()
+    t.model = "sentence-transformers/all-MiniLM-L6-v2"  # a local folder or a Hugging Face Hub name
+    t.pooling = "mean"  # mean or cls
+    t.normalize = True  # L2-normalise sentence embeddings
+    t.max_length = 0  # 0: the smallest bucket that fits the dataset
+    t.text_column = "text"  # text_file: CSV / JSONL columns
+    t.label_column = "label"
+    t.class_seed = 0  # seed of the split of classes into train/val/test
+    t.l2sp = 0.0  # finetune: weight of the L2-SP penalty towards the pretrained weights
+    t.num_layers = 0  # > 0: keep only the first num_layers transformer layers of the pretrained encoder
+    t.logit_scale = 10.0  # anil / fomaml / finetune: logits = logit_scale * features @ W + b
+    t.encoder_lr_scale = 0.01  # fomaml / finetune: the encoder's inner lr is inner_lr * encoder_lr_scale
+    t.student_layers = 2  # distill: the student is the pretrained encoder's first student_layers layers
+    t.distill_temperature = 4.0  # distill: softmax temperature of the teacher's and student's episode logits
+    t.distill_alpha = 0.9  # distill: weight of the soft (teacher) term; 1 - alpha weighs the labels
+    return t
+
+
+TEXT_PRESETS = {"clinc150_5w1s": ("clinc150", 1), "clinc150_5w5s": ("clinc150", 5),
+                "fewrel_5w1s": ("fewrel", 1), "fewrel_5w5s": ("fewrel", 5)}
+"""Preset name -> (dataset, shots): 5-way episodes, 15 test queries per class (the usual protocol)."""
+
+
+def text_preset_config(preset_name: str, *, config_file: str) -> ml_collections.ConfigDict:
+    """The shared part of `configs/text_*.py`: dataset, episode shapes, sequence length and a CPU schedule.
+
+    Training episodes use 5 queries per class (cheaper steps on a CPU); test episodes 15. CLINC150 utterances
+    fit 32 tokens (1 of 22,500 is cut); FewRel sentences with entity markers fit 64 for 97%.
+    """
+    dataset, shots = preset(preset_name, TEXT_PRESETS, config_file)
+    c = base_config()
+    c.dataset = dataset
+    c.text.max_length = 32 if dataset == "clinc150" else 64
+    c.ways, c.shots, c.queries = 5, shots, 5
+    c.test_ways, c.test_shots, c.test_queries = 5, shots, 15
+    c.meta_batch_size = 4
+    c.distance, c.temperature = "cosine", 0.1
+    c.optim.lr, c.optim.schedule, c.optim.grad_clip = 2e-5, "constant", 1.0
+    c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 200, 20, 100, 100
+    c.val_episodes, c.test_episodes, c.eval_batch_size = 50, 600, 10
+    return c
+
+
+OMNIGLOT_PRESETS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
+"""The Vinyals-split test settings every Omniglot config accepts, as (ways, shots)."""
+
+
+def omniglot_presets(config_file: str, *, extra: dict | None = None):
+    """Decorator of a `configs/omniglot_*.py` config, `fill(c, preset, ways, shots, **kwargs) -> c`, that makes
+    its `get_config(preset="5w1s", **kwargs)`.
+
+    `c` arrives as `base_config()` with the preset's ways and shots for training and testing and 15 queries per
+    class; the presets are the four Vinyals settings, `lake` (20-way 1-shot; Lake's protocol is applied after
+    `fill`) and the config's `extra` ones. An unknown preset is one error listing them.
+    """
+    def wrap(fill):
+        @functools.wraps(fill)
+        def get_config(name: str = "5w1s", **kwargs):
+            ways, shots = preset(name, {**OMNIGLOT_PRESETS, **LAKE_PRESET, **(extra or {})}, config_file)
+            c = base_config()
+            c.ways = c.test_ways = ways
+            c.shots = c.test_shots = shots
+            c.queries = c.test_queries = 15
+            c = fill(c, name, ways, shots, **kwargs)
+            return lake_protocol(c) if name == "lake" else c
+
+        return get_config
+
+    return wrap
 
 
 def preset(name: str, presets: dict, config_file: str):
@@ -118,13 +197,18 @@ def validate(c: ml_collections.ConfigDict) -> None:
         if not ok:
             raise ValueError(f"config.{key}={value!r}: {fix}")
 
-    need(c.method in METHODS, "method", c.method, f"choose one of {METHODS}")
     need(c.dataset in DATASETS, "dataset", c.dataset, f"choose one of {DATASETS}")
+    if c.dataset in TEXT_DATASETS:
+        need(c.method in TEXT_METHODS, "method", c.method, f"text datasets support {tuple(TEXT_METHODS)}")
+    else:
+        need(c.method in METHODS, "method", c.method, f"choose one of {tuple(METHODS)}"
+             + (f" ({c.method} is for text datasets {TEXT_DATASETS})" if c.method in TEXT_METHODS else ""))
     need(c.optim.schedule in SCHEDULES, "optim.schedule", c.optim.schedule, f"choose one of {SCHEDULES}")
     need(c.optim.name in ("adam", "sgd"), "optim.name", c.optim.name, "choose adam or sgd")
     need(c.inner_optimizer in ("sgd", "adam"), "inner_optimizer", c.inner_optimizer, "choose sgd or adam")
     need(c.model.dtype in ("float32", "bfloat16"), "model.dtype", c.model.dtype, "choose float32 or bfloat16")
-    need(c.model.conv_grad in CONV_GRADS, "model.conv_grad", c.model.conv_grad, f"choose one of {CONV_GRADS}")
+    need(c.model.conv_grad in ("auto",) + CONV_GRADS, "model.conv_grad", c.model.conv_grad,
+         f"choose one of {('auto',) + CONV_GRADS}")
     need(c.task_loop in ("auto", "vmap", "scan"), "task_loop", c.task_loop, "choose auto, vmap or scan")
     for key in ("total_steps", "early_stop_patience"):
         need(c[key] >= 0, key, c[key], "must be >= 0")
@@ -137,7 +221,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     for key in ("log_every", "eval_every", "checkpoint_every"):
         need(c[key] % c.steps_per_call == 0, key, c[key], f"must be a multiple of steps_per_call={c.steps_per_call}")
     if c.method == "finetune":
-        need(c.dataset in TEXT_DATASETS, "method", c.method, f"finetune is the text baseline: use a dataset in {TEXT_DATASETS}")
+        need(c.total_steps == 0, "total_steps", c.total_steps,
+             "finetune has no meta-training (it fine-tunes per test episode); set --config.total_steps=0")
     if c.method in ("maml", "fomaml", "metasgd", "anil", "reptile", "imaml"):
         need(c.inner_steps >= 1, "inner_steps", c.inner_steps, "must be >= 1 for this method")
         need(c.eval_inner_steps >= 1, "eval_inner_steps", c.eval_inner_steps, "must be >= 1")

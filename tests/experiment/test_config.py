@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from fewjax.train.config import base_config, validate
+from fewjax.experiment.config import base_config, validate
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.py"))
 
@@ -51,16 +51,22 @@ def test_bad_choice_is_named_before_anything_runs(key, value):
         validate(config)
 
 
-@pytest.mark.parametrize("method, loop, want", [
-    ("maml", "auto", 1), ("reptile", "auto", 1), ("protonet", "auto", None), ("maml", "vmap", None),
-    ("protonet", "scan", 1),
+@pytest.mark.parametrize("method, loop, backend, want", [
+    ("maml", "auto", "cpu", 1), ("reptile", "auto", "cpu", 1), ("protonet", "auto", "cpu", None),
+    ("maml", "auto", "gpu", None), ("maml", "vmap", "cpu", None), ("protonet", "scan", "gpu", 1),
 ])
-def test_task_chunk_size_on_one_cpu_device(method, loop, want):
-    from fewjax.train.methods import task_chunk_size
+def test_platform_choices_are_resolved_once_for_the_backend(method, loop, backend, want):
+    from fewjax.methods import resolve_platform, task_chunk_size
 
     config = base_config()
     config.method, config.task_loop = method, loop
-    assert task_chunk_size(config) == want
+    resolved = resolve_platform(config, backend)
+    assert task_chunk_size(resolved) == want
+    assert resolved.model.conv_grad == ("matmul" if backend == "cpu" else "xla")
+    assert config.task_loop == loop and config.model.conv_grad == "auto"  # the caller's config is left as it was
+    if loop == "auto":
+        with pytest.raises(ValueError, match="resolve 'auto'"):
+            task_chunk_size(config)
 
 
 def test_within_alphabet_needs_omniglot():
@@ -71,8 +77,8 @@ def test_within_alphabet_needs_omniglot():
 
 
 def test_affine_augmentation_reaches_the_training_sampler_only(image_root):
-    from fewjax.train.data import make_sampler
-    from tests.train.conftest import tiny_config
+    from fewjax.experiment.data import make_sampler
+    from tests.conftest import tiny_config
 
     config = tiny_config(image_root, "protonet", **{"augment.affine": True})
     assert make_sampler(config, "train", seed=0).augment is not None

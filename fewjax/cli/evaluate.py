@@ -1,0 +1,46 @@
+"""evaluate.py's command line: flags, then `fewjax.eval.workdir.evaluate_workdir`; the JSON record on stdout."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from absl import flags, logging
+
+from fewjax.cli.common import run_or_fail
+from fewjax.cli.distributed import initialize_distributed
+from fewjax.eval.workdir import evaluate_workdir, save_record
+
+
+class _Flags:
+    def define(self):
+        flags.DEFINE_string("workdir", None, "The training run's workdir.", required=True)
+        flags.DEFINE_string("checkpoint", "best", "best, latest, or a step number.")
+        flags.DEFINE_enum("split", "test", ["test", "val"], "Which classes to evaluate on.")
+        flags.DEFINE_integer("episodes", 600, "Number of episodes.")
+        flags.DEFINE_integer("batch_size", 50, "Episodes per vmapped batch.")
+        flags.DEFINE_integer("ways", None, "Override the test ways.")
+        flags.DEFINE_integer("shots", None, "Override the test shots.")
+        flags.DEFINE_integer("queries", None, "Override the test queries per class.")
+        flags.DEFINE_integer("inner_steps", None, "Override the test-time inner steps (MAML family, Reptile).")
+        flags.DEFINE_string("data", None, "Evaluate on your own data instead: an image folder (PATH/<class>/<image>), "
+                            "or a .csv/.tsv/.jsonl file for a text checkpoint; every class in it a test class.")
+        flags.DEFINE_enum("invert", "auto", ["auto", "true", "false"], "Image folders given with --data: make "
+                          "the foreground (ink) high. auto inverts grayscale images with a light background (with "
+                          "a warning), true / false force it.")
+        flags.DEFINE_string("text_column", None, "Text checkpoints with --data FILE: the column holding the text.")
+        flags.DEFINE_string("label_column", None, "Text checkpoints with --data FILE: the column holding the label.")
+        flags.DEFINE_string("data_dir", None, "Where the dataset files are, if not where training found them.")
+        flags.DEFINE_bool("ema", False, "Evaluate the EMA parameters (if the run kept them).")
+        flags.DEFINE_bool("within_alphabet", None, "Omniglot: Lake's one-shot test, every episode's classes from one "
+                          "alphabet, support and query drawn by different people (default: the run's config).")
+
+
+EVAL_FLAGS = _Flags()
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    initialize_distributed(flags.FLAGS)
+    record = run_or_fail(argv[0], lambda: evaluate_workdir(flags.FLAGS, save=False))
+    print(json.dumps(record), flush=True)
+    save_record(Path(flags.FLAGS.workdir), record)

@@ -1,0 +1,94 @@
+"""What `evaluate.py` does: load a workdir's checkpoint with its own config (`fewjax.load`) and score it on test
+episodes; flag values that cannot work are reported in the terms of the flags the user typed."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from pathlib import Path
+
+from fewjax.eval.evaluate import TEST_SEED, VAL_SEED, evaluate
+from fewjax.experiment.config import FlagError
+from fewjax.experiment.data import make_sampler
+from fewjax.experiment.load import load
+from fewjax.experiment.records import describe, write_json
+from fewjax.text.datasets import TEXT_DATASETS
+
+logger = logging.getLogger(__name__)
+
+OVERRIDES = {"test_ways": "ways", "test_shots": "shots", "test_queries": "queries",
+             "eval_inner_steps": "inner_steps", "data_dir": "data_dir", "text.text_column": "text_column",
+             "text.label_column": "label_column", "within_alphabet": "within_alphabet"}
+"""Config key -> the evaluate.py flag that sets it."""
+SAMPLER_WORDS = {"test_ways": "ways", "test_shots": "shots", "test_queries": "queries"}
+"""Config key -> the name the episode sampler's errors give it."""
+TEXT_FILES = (".csv", ".tsv", ".jsonl", ".json")
+
+
+def evaluate_workdir(f, *, save: bool = True) -> dict:
+    """Scores the checkpoint `f.checkpoint` of `f.workdir` (evaluate.py's flags, `fewjax.cli.evaluate`) and
+    returns the record. With `save`, the record is also written to WORKDIR/eval_<split>.json (a warning if that
+    fails: see `save_record`). Raises `FlagError` naming the flag when a flag value cannot work with this checkpoint.
+    """
+    overrides = {key: getattr(f, flag) for key, flag in OVERRIDES.items() if getattr(f, flag, None) is not None}
+    typed = {key: f"--{OVERRIDES[key]}" for key in overrides}
+    with in_flag_terms(typed, sampler=False):
+        run = load(f.workdir, f.checkpoint, overrides=overrides, ema=f.ema)
+    config = run.config
+    if f.data:
+        check_data_kind(f.data, config)
+    invert = {"auto": "auto", "true": True, "false": False}[getattr(f, "invert", "auto")]
+    seed = TEST_SEED if f.split == "test" else VAL_SEED
+    with in_flag_terms(typed, sampler=True):
+        sampler = make_sampler(config, f.split, seed=seed, data_path=f.data, invert=invert)
+    metric = "loss" if config.dataset == "sinusoid" and not f.data else "accuracy"
+    result = evaluate(run.method.evaluate, run.params, sampler, num_episodes=f.episodes, batch_size=f.batch_size,
+                      seed=seed, metric=metric, progress=True)
+    record = describe(config, split=f.split, checkpoint=run.checkpoint, step=run.step, result=result)
+    record["data"] = f.data or config.dataset
+    if save:
+        save_record(Path(f.workdir), record)
+    return record
+
+
+def save_record(workdir: Path, record: dict) -> bool:
+    """Writes WORKDIR/eval_<split>.json; a read-only or full workdir is a warning, not a failure."""
+    path = Path(workdir) / f"eval_{record['split']}.json"
+    try:
+        write_json(path, record)
+    except OSError as e:
+        logger.warning("could not write %s (%s); the result is the JSON record printed on stdout", path,
+                       e.strerror or e)
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def in_flag_terms(typed: dict[str, str], *, sampler: bool):
+    """Re-raises a ValueError of the block as a `FlagError` that names the flags the user typed, not config keys.
+
+    `sampler`: the block builds the episode sampler, whose errors say `ways`, `shots`, `queries`.
+    """
+    try:
+        yield
+    except ValueError as e:
+        message = str(e)
+        for key, flag in typed.items():
+            message = re.sub(rf"(?<![\w.])(config\.)?{re.escape(key)}\b", flag, message)
+            word = SAMPLER_WORDS.get(key)
+            if sampler and word:
+                message = re.sub(rf"(?<![\w.-]){word}\b", flag, message)
+        if message == str(e):
+            raise
+        raise FlagError(message) from e
+
+
+def check_data_kind(data: str, config) -> None:
+    """`--data` must be the kind of data the checkpoint's model reads: a folder of images, or a text file."""
+    path = Path(data)
+    if config.dataset in TEXT_DATASETS or not path.is_file():
+        return
+    kind = "a CSV file: text data" if path.suffix.lower() == ".csv" else (
+        f"a {path.suffix} file: text data" if path.suffix.lower() in TEXT_FILES else "a file")
+    raise FlagError(f"--data={data} is {kind}, but this checkpoint is an image model (dataset {config.dataset!r}, "
+                    f"method {config.method!r}); pass an image folder PATH/<class>/<image>.")

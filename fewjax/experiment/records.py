@@ -1,0 +1,40 @@
+"""The JSON records a run writes (eval_test.json, eval_<split>.json) and the flattened view of its config."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jax
+
+
+def describe(config, *, split, checkpoint, step, result) -> dict:
+    """The evaluation record every command prints: what was evaluated, on what, and the score."""
+    return {
+        "method": config.method, "dataset": config.dataset, "split": split, "ways": config.test_ways,
+        "shots": config.test_shots, "queries": config.test_queries, "checkpoint": checkpoint, "step": int(step),
+        **({"within_alphabet": True} if config.within_alphabet and split == "test" else {}), **result,
+    }
+
+
+def write_json(path: Path, record: dict) -> None:
+    """Atomically writes `record` (process 0 only)."""
+    if jax.process_index() != 0:
+        return
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # left only by a failed write
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested config dict as `{"a.b": value}`."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -1,0 +1,52 @@
+"""A run's training state (params, optimizer state, EMA, step) and the outer optimizer that updates it.
+
+The trainer steps it (`fewjax.train.step`); checkpoints store it; `fewjax.load` rebuilds its shape to restore into.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fewjax.methods.text_distill import FROZEN
+
+
+class TrainState(NamedTuple):
+    step: jax.Array  # int32 scalar: the number of updates applied
+    params: Any
+    opt_state: Any
+    ema_params: Any  # the exponential moving average of params, or None
+    nonfinite_step: jax.Array  # int32 scalar: first step with a non-finite loss, -1 if none
+
+
+def init_state(params, tx: optax.GradientTransformation, *, ema: bool) -> TrainState:
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+        nonfinite_step=jnp.full((), -1, jnp.int32),
+    )
+
+
+def outer_optimizer(config) -> optax.GradientTransformation:
+    """`config.optim`: Adam or SGD, a learning-rate schedule, optional global-norm clipping; params under a
+    frozen top-level name (distillation's teacher) get no update."""
+    o = config.optim
+    schedules = {
+        "constant": lambda: o.lr,
+        "step": lambda: optax.exponential_decay(o.lr, o.decay_every, o.decay_rate, staircase=True),
+        "cosine": lambda: optax.cosine_decay_schedule(o.lr, max(config.total_steps, 1)),
+        "linear": lambda: optax.linear_schedule(o.lr, 0.0, max(config.total_steps, 1)),
+    }
+    lr = schedules[o.schedule]()
+    tx = {"adam": optax.adam, "sgd": optax.sgd}[o.name](lr)
+    if o.grad_clip > 0:
+        tx = optax.chain(optax.clip_by_global_norm(o.grad_clip), tx)
+    if config.method == "distill":
+        tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                                   lambda p: {k: jax.tree.map(lambda _: "frozen" if k in FROZEN else "train", v)
+                                              for k, v in p.items()})
+    return tx

@@ -1,0 +1,30 @@
+"""Prototypical networks on pooled (by default L2-normalised) sentence embeddings of a pretrained encoder.
+
+Meta-trained end to end, or with `total_steps=0` the frozen pretrained encoder (the zero-step baseline). Logits are
+cosine similarities divided by `config.temperature` (`distance="cosine"` in the text presets).
+"""
+from __future__ import annotations
+
+import functools
+
+import fewjax
+from fewjax.methods.metric import episode_scores
+from fewjax.methods.method import Method, mean_gradient, per_task_metrics
+from fewjax.methods.text_backbone import text_backbone
+from fewjax.text.encoder import fresh_copy
+
+
+def build(config) -> Method:
+    backbone = text_backbone(config)
+    kernel = functools.partial(fewjax.protonet_loss, backbone.embed, distance=config.distance,
+                               temperature=config.temperature)
+
+    def init(rng, x):
+        return fresh_copy(backbone.params)
+
+    def predict(params, support, query_x):
+        return episode_scores(backbone.embed, params, support, query_x, method="protonet", distance=config.distance,
+                              temperature=config.temperature).argmax(-1)
+
+    return Method("protonet", backbone.module, init, mean_gradient(functools.partial(kernel, ways=config.ways)),
+                  per_task_metrics(functools.partial(kernel, ways=config.test_ways)), predict, embed=backbone.embed)
