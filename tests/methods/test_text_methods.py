@@ -139,7 +139,7 @@ def test_text_sources_and_clear_errors(tmp_path):
         validate(text_config("matching"))
     with pytest.raises(ValueError, match="text datasets support"):
         build_method(text_config("matching"))
-    with pytest.raises(ValueError, match="student_layers=1"):
+    with pytest.raises(ValueError, match="student must be smaller than the 1-layer teacher"):
         build_method(text_config("distill"))
     with pytest.raises(ValueError, match="num_layers=9"):
         build_method(text_config(**{"text.num_layers": 9}))
