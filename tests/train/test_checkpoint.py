@@ -567,6 +567,8 @@ def test_checksum_mismatch_names_the_array_and_an_edited_config_is_corrupt(tmp_p
 
 
 def test_non_finite_state_is_refused_at_save_and_skipped_at_restore(tmp_path):
+    import orbax.checkpoint as ocp
+
     from fewjax.train import checkpoint as module
 
     bad = {"w": jnp.array([1.0, jnp.nan]), "k": jnp.arange(2)}
@@ -575,8 +577,9 @@ def test_non_finite_state_is_refused_at_save_and_skipped_at_restore(tmp_path):
         with pytest.raises(ValueError, match=r"'w' holds NaN or inf: not saved"):
             ckpts.save(2, bad)
         # A step written before checksums existed (format 1) that holds NaN, as a corrupted file used to restore.
-        ckpts._ckptr.save_async(2, bad, force=True, custom_metadata={module._MARKER: 1, "config": {}})
-        ckpts._ckptr.wait()
+        ckpts._mgr.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave(bad)), force=True,
+                        custom_metadata={module._MARKER: 1, "config": {}})
+        ckpts._mgr.wait_until_finished()
     with Checkpoints(tmp_path, read_only=True) as ckpts:
         with pytest.warns(RuntimeWarning, match=r"2: it is partial or corrupt \('w' holds NaN or inf\)"):
             restored, info = ckpts.restore({"w": jnp.zeros(2), "k": jnp.zeros(2, jnp.int32)})
@@ -584,7 +587,7 @@ def test_non_finite_state_is_refused_at_save_and_skipped_at_restore(tmp_path):
 
 
 def test_fingerprints_see_every_bit_and_position_for_every_dtype():
-    from fewjax.train.checkpoint import _fingerprints
+    from fewjax.train.integrity import fingerprints as _fingerprints
 
     leaves = {"f32": jnp.linspace(-1, 1, 12).reshape(3, 4), "bf16": jnp.arange(6, dtype=jnp.bfloat16),
               "i8": jnp.arange(5, dtype=jnp.int8), "bool": jnp.array([True, False]), "key": jax.random.key(3),
@@ -605,3 +608,45 @@ def test_fingerprints_see_every_bit_and_position_for_every_dtype():
             assert _fingerprints({**leaves, name: flipped})[name] != base[name], name
             changed = leaf.ravel()[jnp.array([1, 0, *range(2, leaf.size)])].reshape(leaf.shape)
         assert _fingerprints({**leaves, name: changed})[name] != base[name], name
+
+
+def test_steps_written_by_the_previous_layer_still_restore_rank_and_retire(tmp_path):
+    """Workdirs saved through Orbax's v1 training Checkpointer (the layer before CheckpointManager) resume as before."""
+    from orbax.checkpoint.experimental import v1
+
+    from fewjax.train import checkpoint as module
+    from fewjax.train.integrity import digest, fingerprints
+
+    state = make_state(1)
+    old = v1.training.Checkpointer(tmp_path)
+    for step, acc in ((1, 0.9), (2, 0.1)):
+        integrity = {"arrays": fingerprints(state), "config": digest({"a": 1}),
+                     "metrics": digest({"val_accuracy": acc})}
+        old.save(step, state, force=True, metrics={"val_accuracy": acc},
+                 custom_metadata={module._MARKER: 2, "config": {"a": 1}, "integrity": integrity})
+    old.close()
+    with Checkpoints(tmp_path, keep_last=1) as ckpts:
+        assert ckpts.all_steps() == [1, 2] and ckpts.best_step() == 1 and ckpts.read_config() == {"a": 1}
+        restored, info = ckpts.restore(make_state())
+        assert info["step"] == 2 and info["metrics"] == {"val_accuracy": pytest.approx(0.1)}
+        assert_bit_exact(restored, state)
+        ckpts.save(3, state, metrics={"val_accuracy": 0.5})
+    assert Checkpoints(tmp_path, read_only=True).all_steps() == [1, 3]  # the last one plus the best
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("code, error", [(errno.EDQUOT, OSError), (errno.EACCES, PermissionError), (None, RuntimeError)])
+def test_save_errors_are_told_apart_by_errno_not_by_message(tmp_path, monkeypatch, code, error):
+    """An OSError anywhere in the chain of causes decides; a message that only reads like one does not."""
+    with Checkpoints(tmp_path) as ckpts:
+        async def failing(path, text):
+            if code is None:
+                raise ValueError("No space left on device")  # e.g. a library's text, without an errno
+            raise RuntimeError("wrapped") from OSError(code, os.strerror(code), str(path))
+
+        monkeypatch.setattr(async_path, "write_text", failing)
+        with pytest.raises(error, match=rf"step 1 in {tmp_path}.*intact") as err:
+            ckpts.save(1, {"x": jnp.zeros(2)})
+            ckpts.wait()
+        monkeypatch.undo()
+    assert type(err.value) is error and (code is None or err.value.errno == code)
