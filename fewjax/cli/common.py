@@ -17,7 +17,7 @@ from typing import Callable, NoReturn, TypeVar
 from absl import flags
 
 from fewjax.experiment.config import FlagError, base_config, validate
-from fewjax.train.checkpoint import CorruptCheckpointError
+from fewjax.experiment.checkpoint import CorruptCheckpointError
 from fewjax.train.lock import WorkdirBusyError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 1, 2, 75

@@ -23,7 +23,7 @@ from fewjax.experiment.state import init_state, outer_optimizer
 from fewjax.methods import Method, build_method, resolve_platform
 from fewjax.text.datasets import TEXT_DATASETS
 from fewjax.text.encoder import pretrained
-from fewjax.train.checkpoint import Checkpoints, CorruptCheckpointError
+from fewjax.experiment.checkpoint import Checkpoints, CorruptCheckpointError
 from fewjax.types import Batch
 
 

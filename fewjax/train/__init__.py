@@ -1,4 +1,4 @@
-"""Training: the loop (`train_and_evaluate`), the jitted step, the workdir lock, checkpoints and metrics."""
+"""Training: the loop (`train_and_evaluate`), the jitted step, the workdir lock and metrics."""
 from fewjax.train.loop import train_and_evaluate
 
 __all__ = ["train_and_evaluate"]

@@ -33,7 +33,7 @@ from fewjax.experiment.state import TrainState, init_state, outer_optimizer
 from fewjax.methods import build_method, resolve_platform
 from fewjax.placement import (batch_sharding, make_mesh, process_task_indices, replicated, shard_local_tasks,
                               state_shardings)
-from fewjax.train.checkpoint import Checkpoints
+from fewjax.experiment.checkpoint import Checkpoints
 from fewjax.train.lock import hold_workdir
 from fewjax.train.metrics import MetricWriter
 from fewjax.train.step import make_train_step

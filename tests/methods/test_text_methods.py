@@ -16,7 +16,7 @@ from fewjax.eval.workdir import evaluate_workdir
 from fewjax.models import head_mask
 from fewjax.models.bert import make_classifier_loss_fn
 from fewjax.train import train_and_evaluate
-from fewjax.train.checkpoint import Checkpoints
+from fewjax.experiment.checkpoint import Checkpoints
 from fewjax.experiment.config import base_config
 from fewjax.experiment.data import make_sampler
 from fewjax.experiment.config import validate

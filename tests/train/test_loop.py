@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fewjax.train import train_and_evaluate
-from fewjax.train.checkpoint import Checkpoints
+from fewjax.experiment.checkpoint import Checkpoints
 from fewjax.experiment.config import METHODS
 from fewjax.experiment.data import make_sampler
 from fewjax.experiment.state import outer_optimizer

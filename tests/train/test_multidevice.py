@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import pytest
 
-from fewjax.train.checkpoint import Checkpoints
+from fewjax.experiment.checkpoint import Checkpoints
 from fewjax.experiment.data import make_sampler
 from fewjax.experiment.state import outer_optimizer
 from fewjax.methods import build_method

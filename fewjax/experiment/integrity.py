@@ -1,4 +1,4 @@
-"""What a checkpoint step must hold, checked by `fewjax.train.checkpoint` (Orbax checks none of it).
+"""What a checkpoint step must hold, checked by `fewjax.experiment.checkpoint` (Orbax checks none of it).
 
 * integrity records: 64-bit fingerprints of arrays, computed on the device before the save (an exact integer sum:
   the same value for any sharding and number of processes), recomputed by `verify` from what was read back, and

@@ -1,4 +1,4 @@
-"""Tests for fewjax.train.checkpoint: async saves, retention, fallback past partial/corrupt checkpoints, errors."""
+"""Tests for fewjax.experiment.checkpoint: async saves, retention, fallback past partial/corrupt checkpoints, errors."""
 
 import errno
 import os
@@ -17,7 +17,7 @@ import optax
 import pytest
 from orbax.checkpoint._src.path import async_path
 
-from fewjax.train.checkpoint import Checkpoints, CorruptCheckpointError
+from fewjax.experiment.checkpoint import Checkpoints, CorruptCheckpointError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -304,7 +304,7 @@ def test_read_only_directory_fails_at_construction(tmp_path):
     code = textwrap.dedent(
         f"""
         import jax.numpy as jnp
-        from fewjax.train.checkpoint import Checkpoints
+        from fewjax.experiment.checkpoint import Checkpoints
         with Checkpoints({str(ro)!r}, read_only=True) as ckpts:  # evaluation works on a read-only directory
             assert ckpts.read_config() == {{"a": 1}}
             assert ckpts.restore({{"x": jnp.zeros(3)}})[0]["x"].tolist() == [0.0, 1.0, 2.0]
@@ -407,7 +407,7 @@ KILL_CHILD = """
 import sys, threading, time
 import jax.numpy as jnp
 from orbax.checkpoint._src.path import async_path
-from fewjax.train.checkpoint import Checkpoints
+from fewjax.experiment.checkpoint import Checkpoints
 
 original = async_path.write_text
 async def write_text(path, text):
@@ -450,7 +450,7 @@ SHARDED_CHILD = """
 import sys
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from fewjax.train.checkpoint import Checkpoints
+from fewjax.experiment.checkpoint import Checkpoints
 
 assert jax.device_count() == 2, jax.devices()
 mesh = Mesh(np.array(jax.devices()), ("tasks",))
@@ -505,7 +505,7 @@ def test_a_save_in_flight_is_finished_when_the_interpreter_exits_without_close(t
     code = textwrap.dedent(
         """
         import sys, jax.numpy as jnp
-        from fewjax.train.checkpoint import Checkpoints
+        from fewjax.experiment.checkpoint import Checkpoints
         Checkpoints(sys.argv[1]).save(1, {"x": jnp.ones((256, 256))})
         """
     )
@@ -569,7 +569,7 @@ def test_checksum_mismatch_names_the_array_and_an_edited_config_is_corrupt(tmp_p
 def test_non_finite_state_is_refused_at_save_and_skipped_at_restore(tmp_path):
     import orbax.checkpoint as ocp
 
-    from fewjax.train import checkpoint as module
+    from fewjax.experiment import checkpoint as module
 
     bad = {"w": jnp.array([1.0, jnp.nan]), "k": jnp.arange(2)}
     with Checkpoints(tmp_path) as ckpts:
@@ -587,7 +587,7 @@ def test_non_finite_state_is_refused_at_save_and_skipped_at_restore(tmp_path):
 
 
 def test_fingerprints_see_every_bit_and_position_for_every_dtype():
-    from fewjax.train.integrity import fingerprints as _fingerprints
+    from fewjax.experiment.integrity import fingerprints as _fingerprints
 
     leaves = {"f32": jnp.linspace(-1, 1, 12).reshape(3, 4), "bf16": jnp.arange(6, dtype=jnp.bfloat16),
               "i8": jnp.arange(5, dtype=jnp.int8), "bool": jnp.array([True, False]), "key": jax.random.key(3),
@@ -614,8 +614,8 @@ def test_steps_written_by_the_previous_layer_still_restore_rank_and_retire(tmp_p
     """Workdirs saved through Orbax's v1 training Checkpointer (the layer before CheckpointManager) resume as before."""
     from orbax.checkpoint.experimental import v1
 
-    from fewjax.train import checkpoint as module
-    from fewjax.train.integrity import digest, fingerprints
+    from fewjax.experiment import checkpoint as module
+    from fewjax.experiment.integrity import digest, fingerprints
 
     state = make_state(1)
     old = v1.training.Checkpointer(tmp_path)

@@ -4,7 +4,7 @@
 `keep_last` steps plus the best by `metrics[best_metric]` (deleting old steps only after the newer save is committed)
 and synchronises processes. It adds: `restore("latest")` falling back past a partial or corrupt newest step with a
 warning (nothing is deleted; the next `save` moves a corrupt step aside as `<step>.corrupt-<unix time>`); integrity
-records (format 2, see `fewjax.train.integrity`): the config, a 64-bit fingerprint per array and digests in each
+records (format 2, see `fewjax.experiment.integrity`): the config, a 64-bit fingerprint per array and digests in each
 step's custom metadata, a step that no longer matches them or holds NaN/inf counting as corrupt (format 1: NaN/inf
 only), and `save` refusing non-finite state; one clear error for a checkpoint of another model (`ValueError` naming
 a key), an unwritable directory (`PermissionError`) or a full disk (`OSError(ENOSPC)` naming the step), Orbax's own
@@ -43,7 +43,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from fewjax.train.integrity import Unreadable, check_compatible, digest, fingerprints, json_dict, verify
+from fewjax.experiment.integrity import Unreadable, check_compatible, digest, fingerprints, json_dict, verify
 
 __all__ = ["Checkpoints", "CorruptCheckpointError"]
 
