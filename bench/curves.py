@@ -50,7 +50,7 @@ def record(name: str, *, runs: Path = ROOT / "runs", every: int = 50, out: Path 
 
 def _config(workdir: Path) -> dict:
     """The config the run saved with its newest checkpoint (no arrays are read)."""
-    from fewjax.train.checkpoint import Checkpoints
+    from fewjax.experiment.checkpoint import Checkpoints
 
     if not (workdir / "checkpoints").is_dir():
         return {}

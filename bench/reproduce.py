@@ -122,7 +122,7 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
 
 
 def _saved_config(workdir: Path) -> dict:
-    from fewjax.train.checkpoint import Checkpoints
+    from fewjax.experiment.checkpoint import Checkpoints
 
     with Checkpoints(workdir / "checkpoints", read_only=True) as ckpts:
         return ckpts.read_config()
