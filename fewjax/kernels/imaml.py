@@ -89,26 +89,8 @@ def imaml_loss(
       `support_loss_after`, `prox_sq_dist`, `inner_grad_norm` and the user's metrics before adaptation suffixed
       `_before`.
     """
-    _check_int("inner_steps", inner_steps, 1)
-    _check_int("cg_steps", cg_steps, 0)
-    _check_positive("lam", lam)
-    _check_positive("cg_damping", cg_damping, strict=False)
-    _check_positive("cg_tol", cg_tol, strict=False)
-    if hvp not in HVPS:
-        raise ValueError(f"imaml_loss: hvp={hvp!r}; choose one of {HVPS}.")
-    if inner_optimizer is not None and inner_lr is not None:
-        raise ValueError("imaml_loss: pass either inner_lr (plain SGD) or inner_optimizer (optax), not both.")
-    if inner_optimizer is None:
-        if inner_lr is None:
-            raise ValueError(
-                "imaml_loss: missing inner learning rate: pass inner_lr=<float> or inner_optimizer=<optax tx>.")
-        if jnp.ndim(inner_lr) != 0:
-            raise ValueError(f"imaml_loss: inner_lr must be a scalar, got shape {jnp.shape(inner_lr)}.")
-        _check_positive("inner_lr", inner_lr)
-    for leaf in jax.tree.leaves(params):
-        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-            raise ValueError(
-                f"imaml_loss: params must be floating-point arrays; got a leaf of dtype {jnp.result_type(leaf)}.")
+    _check_arguments(params, inner_steps=inner_steps, inner_lr=inner_lr, lam=lam, cg_steps=cg_steps,
+                     cg_damping=cg_damping, cg_tol=cg_tol, inner_optimizer=inner_optimizer, hvp=hvp)
 
     def support_loss(phi, batch):
         return loss_fn(phi, batch)[0]
@@ -181,6 +163,30 @@ def _proximal(loss_fn, theta, lam):
         return loss + 0.5 * lam * _sq_dist(phi, theta), {}
 
     return prox_loss
+
+
+def _check_arguments(params, *, inner_steps, inner_lr, lam, cg_steps, cg_damping, cg_tol, inner_optimizer, hvp):
+    """One clear ValueError for a bad `imaml_loss` argument, before anything is traced."""
+    _check_int("inner_steps", inner_steps, 1)
+    _check_int("cg_steps", cg_steps, 0)
+    _check_positive("lam", lam)
+    _check_positive("cg_damping", cg_damping, strict=False)
+    _check_positive("cg_tol", cg_tol, strict=False)
+    if hvp not in HVPS:
+        raise ValueError(f"imaml_loss: hvp={hvp!r}; choose one of {HVPS}.")
+    if inner_optimizer is not None and inner_lr is not None:
+        raise ValueError("imaml_loss: pass either inner_lr (plain SGD) or inner_optimizer (optax), not both.")
+    if inner_optimizer is None:
+        if inner_lr is None:
+            raise ValueError(
+                "imaml_loss: missing inner learning rate: pass inner_lr=<float> or inner_optimizer=<optax tx>.")
+        if jnp.ndim(inner_lr) != 0:
+            raise ValueError(f"imaml_loss: inner_lr must be a scalar, got shape {jnp.shape(inner_lr)}.")
+        _check_positive("inner_lr", inner_lr)
+    for leaf in jax.tree.leaves(params):
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            raise ValueError(
+                f"imaml_loss: params must be floating-point arrays; got a leaf of dtype {jnp.result_type(leaf)}.")
 
 
 def _cg(matvec, b, *, steps, tol):

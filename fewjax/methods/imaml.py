@@ -5,14 +5,14 @@ import functools
 
 import fewjax
 from fewjax.kernels.imaml import imaml_adapt
-from fewjax.methods.backbone import build_model
+from fewjax.methods import backbone
 from fewjax.methods.maml import inner_rates, predictor, task_loss
 from fewjax.methods.method import Method, mean_gradient, per_task_metrics, task_chunk_size
 from fewjax.models import apply_fn
 
 
 def build(config) -> Method:
-    model = build_model(config, classes=config.ways)
+    model = backbone.build_model(config, classes=config.ways)
     apply, chunk, rates = apply_fn(model), task_chunk_size(config), inner_rates(config)
     loss_fn = task_loss(config, apply)
     imaml = functools.partial(fewjax.imaml_loss, loss_fn, lam=config.imaml_lam, cg_steps=config.imaml_cg_steps,

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 import fewjax
-from fewjax.methods.backbone import build_model
+from fewjax.methods import backbone
 from fewjax.methods.method import Method, inner_optimizer, mean_gradient, per_task_metrics, task_chunk_size
 from fewjax.models import apply_fn, head_mask
 
@@ -25,7 +25,7 @@ def inner_rates(config) -> dict:
 
 
 def build(config) -> Method:
-    model = build_model(config, classes=config.ways)
+    model = backbone.build_model(config, classes=config.ways)
     apply, chunk = apply_fn(model), task_chunk_size(config)
     loss_fn = task_loss(config, apply)
     rates = inner_rates(config)

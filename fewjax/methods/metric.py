@@ -9,14 +9,14 @@ import fewjax
 from fewjax.kernels._episodic import embed_episode
 from fewjax.kernels.matching import matching_probabilities
 from fewjax.kernels.protonet import prototype_logits
-from fewjax.methods.backbone import build_model
+from fewjax.methods import backbone
 from fewjax.methods.method import Method, mean_gradient, per_task_metrics, task_chunk_size
 from fewjax.models import apply_fn
 from fewjax.types import Batch, Task
 
 
 def build(config) -> Method:
-    model = build_model(config, classes=None)
+    model = backbone.build_model(config, classes=None)
     embed = apply_fn(model)
     chunk = task_chunk_size(config)
     kernel = fewjax.protonet_loss if config.method == "protonet" else fewjax.matching_loss

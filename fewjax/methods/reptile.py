@@ -4,14 +4,14 @@ from __future__ import annotations
 import functools
 
 import fewjax
-from fewjax.methods.backbone import build_model
+from fewjax.methods import backbone
 from fewjax.methods.maml import inner_rates, predictor, task_loss
 from fewjax.methods.method import Method, per_task_metrics, task_chunk_size
 from fewjax.models import apply_fn
 
 
 def build(config) -> Method:
-    model = build_model(config, classes=config.ways)
+    model = backbone.build_model(config, classes=config.ways)
     apply, chunk, rates = apply_fn(model), task_chunk_size(config), inner_rates(config)
     loss_fn = task_loss(config, apply)
 

@@ -37,11 +37,10 @@ def tiny_method_config(method: str, task_loop: str, conv_grad: str):
     return c
 
 
-def one_block_conv4(config):
+def one_block_conv4(config, *, classes):
     from fewjax.models import Conv4
 
-    return Conv4(num_classes=None if config.method in ("protonet", "matching") else config.ways,
-                 hidden=config.model.hidden, blocks=1, conv_grad=config.model.conv_grad)
+    return Conv4(num_classes=classes, hidden=config.model.hidden, blocks=1, conv_grad=config.model.conv_grad)
 
 
 def program_costs(method: str, task_loop: str, conv_grad: str, device_counts) -> dict:
@@ -54,19 +53,20 @@ def program_costs(method: str, task_loop: str, conv_grad: str, device_counts) ->
     import numpy as np
 
     import fewjax.methods as methods
+    from fewjax.methods import backbone
     from fewjax.data import ArraySource, episodes
     from fewjax.train.program_cost import compiled_cost
     from fewjax.placement import batch_sharding, make_mesh, map_per_device, replicated, state_shardings
-    from fewjax.experiment.state import init_state
+    from fewjax.experiment.state import init_state, outer_optimizer
     from fewjax.train.step import make_train_step
 
-    methods.build_model = one_block_conv4
+    backbone.build_model = one_block_conv4
     config = tiny_method_config(method, task_loop, conv_grad)
     rng = np.random.default_rng(0)
     source = ArraySource(rng.integers(0, 256, (40, 28, 28, 1), dtype=np.uint8), np.repeat(np.arange(10), 4),
                          [str(i) for i in range(10)])
     sampler = episodes(source, ways=config.ways, shots=config.shots, queries=config.queries, seed=0)
-    m, tx = methods.build_method(config), methods.outer_optimizer(config)
+    m, tx = methods.build_method(config), outer_optimizer(config)
     params = m.init(jax.random.key(0), sampler.sample(0).support.x)
     costs: dict = {"train": {}, "eval": {}, "param_bytes": sum(p.nbytes for p in jax.tree.leaves(params))}
     for n in device_counts:
