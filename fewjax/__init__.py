@@ -16,6 +16,7 @@ from fewjax.kernels import (
     imaml_loss,
     lslr_init,
     maml_loss,
+    mamlpp_adapt,
     mamlpp_loss,
     mamlpp_step_weights,
     map_tasks,
@@ -43,8 +44,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'fewjax' has no attribute {name!r}")
 
 __all__ = [
-    "Batch", "EmbedFn", "LossFn", "Params", "Task", "adapt", "classification_loss", "contrastive_loss",
-    "data", "distillation_loss", "evaluate", "load", "imaml_loss", "lslr_init", "maml_loss", "mamlpp_loss",
+    "Batch", "EmbedFn", "LossFn", "Params", "Task", "adapt", "classification_loss", "contrastive_loss", "data",
+    "distillation_loss", "evaluate", "load", "imaml_loss", "lslr_init", "maml_loss", "mamlpp_adapt", "mamlpp_loss",
     "mamlpp_step_weights", "map_tasks", "matching_loss", "models", "over_tasks", "over_tasks_value_and_grad",
     "protonet_loss", "regression_loss", "reptile_grad",
 ]

@@ -12,7 +12,7 @@ import functools
 
 import ml_collections
 
-from fewjax.methods import METHODS, TEXT_METHODS
+from fewjax.methods import METHODS, PER_TASK_WEIGHTS, TEXT_METHODS
 from fewjax.models.conv import CONV_GRADS
 from fewjax.text.datasets import TEXT_DATASETS
 
@@ -76,6 +76,15 @@ def base_config() -> ml_collections.ConfigDict:
     c.imaml_lam = 2.0
     c.imaml_cg_steps = 5
     c.imaml_cg_damping = 0.0
+    # MAML++ (Antoniou et al. 2019), method "mamlpp": each of the paper's changes is a switch (fewjax.methods.mamlpp);
+    # the fifth, cosine annealing of the outer learning rate, is optim.schedule="cosine" with optim.min_lr.
+    c.mamlpp = ml_collections.ConfigDict()
+    c.mamlpp.multi_step_loss = True  # the query loss after every inner step, weights annealed to the last step
+    c.mamlpp.msl_epochs = 10  # ... over this many epochs; after them only the last step's loss counts
+    c.mamlpp.epoch_steps = 500  # meta-steps per epoch of the paper's schedules (its annealing moves once per epoch)
+    c.mamlpp.first_order_epochs = 0  # derivative-order annealing: first order for this many epochs; 0 = off
+    c.mamlpp.per_step_bn = True  # batch-norm weights and biases per inner step (meta-learned, not adapted)
+    c.mamlpp.lslr = True  # learned per-layer, per-step inner learning rates, initialised at inner_lr
     # How a device runs its tasks: "vmap" (all at once), "scan" (one at a time, gradients summed: memory of one
     # task), "auto" ("scan" on CPU for methods whose tasks get their own adapted weights, else "vmap").
     c.task_loop = "auto"
@@ -86,7 +95,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "adam"  # adam or sgd (Reptile's outer step)
     c.optim.lr = 1e-3
-    c.optim.schedule = "constant"  # constant, step (x decay_rate every decay_every), cosine, linear (to 0)
+    c.optim.schedule = "constant"  # constant, step (x decay_rate every decay_every), cosine, linear (to min_lr)
+    c.optim.min_lr = 0.0  # where cosine and linear end after total_steps
     c.optim.decay_every = 2000
     c.optim.decay_rate = 0.5
     c.optim.grad_clip = 0.0  # global-norm clipping; 0 = off
@@ -223,19 +233,30 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if c.method == "finetune":
         need(c.total_steps == 0, "total_steps", c.total_steps,
              "finetune has no meta-training (it fine-tunes per test episode); set --config.total_steps=0")
-    if c.method in ("maml", "fomaml", "metasgd", "anil", "reptile", "imaml"):
+    if c.method in PER_TASK_WEIGHTS:
         need(c.inner_steps >= 1, "inner_steps", c.inner_steps, "must be >= 1 for this method")
         need(c.eval_inner_steps >= 1, "eval_inner_steps", c.eval_inner_steps, "must be >= 1")
         if c.dataset != "sinusoid":
             need(c.test_ways == c.ways, "test_ways", c.test_ways,
                  f"{c.method} has a {c.ways}-way head: test_ways must equal ways={c.ways}")
     if c.dataset == "sinusoid":
-        need(c.method in ("maml", "fomaml", "metasgd", "anil", "reptile", "imaml"), "method", c.method,
+        need(c.method in PER_TASK_WEIGHTS, "method", c.method,
              "sinusoid regression needs a MAML-family method or reptile")
     if c.method == "imaml":
         need(c.imaml_lam > 0, "imaml_lam", c.imaml_lam, "must be > 0 (the proximal strength lambda)")
         need(c.imaml_cg_steps >= 0, "imaml_cg_steps", c.imaml_cg_steps, "must be >= 0 (0: first-order approximation)")
         need(c.imaml_cg_damping >= 0, "imaml_cg_damping", c.imaml_cg_damping, "must be >= 0")
+    if c.method == "mamlpp":
+        need(c.eval_inner_steps == c.inner_steps or not (c.mamlpp.per_step_bn or c.mamlpp.lslr), "eval_inner_steps",
+             c.eval_inner_steps, "MAML++ learns batch-norm weights and inner rates per inner step (mamlpp.per_step_bn, "
+             f"mamlpp.lslr): set eval_inner_steps = inner_steps = {c.inner_steps}")
+        for key in ("msl_epochs", "epoch_steps"):
+            need(c.mamlpp[key] >= 1, f"mamlpp.{key}", c.mamlpp[key], "must be >= 1")
+        need(c.mamlpp.first_order_epochs >= 0, "mamlpp.first_order_epochs", c.mamlpp.first_order_epochs,
+             "must be >= 0 (0: second order from the start)")
+        need(c.inner_optimizer == "sgd", "inner_optimizer", c.inner_optimizer,
+             "MAML++'s inner loop is SGD at its (learned) per-step rates: use sgd")
+    need(0.0 <= c.optim.min_lr <= c.optim.lr, "optim.min_lr", c.optim.min_lr, f"must lie in [0, optim.lr={c.optim.lr}]")
     need(0.0 <= c.ema_decay < 1.0, "ema_decay", c.ema_decay, "must lie in [0, 1)")
     need(not c.within_alphabet or c.dataset == "omniglot", "within_alphabet", c.within_alphabet,
          "within-alphabet episodes need dataset=omniglot (Lake's protocol; train with split=lake on the background "

@@ -38,8 +38,9 @@ def outer_optimizer(config) -> optax.GradientTransformation:
     schedules = {
         "constant": lambda: o.lr,
         "step": lambda: optax.exponential_decay(o.lr, o.decay_every, o.decay_rate, staircase=True),
-        "cosine": lambda: optax.cosine_decay_schedule(o.lr, max(config.total_steps, 1)),
-        "linear": lambda: optax.linear_schedule(o.lr, 0.0, max(config.total_steps, 1)),
+        "cosine": lambda: optax.cosine_decay_schedule(o.lr, max(config.total_steps, 1),
+                                                      alpha=o.min_lr / o.lr if o.lr else 0.0),
+        "linear": lambda: optax.linear_schedule(o.lr, o.min_lr, max(config.total_steps, 1)),
     }
     lr = schedules[o.schedule]()
     tx = {"adam": optax.adam, "sgd": optax.sgd}[o.name](lr)

@@ -5,7 +5,7 @@ from fewjax.kernels.distill import distillation_loss
 from fewjax.kernels.imaml import imaml_loss
 from fewjax.kernels.losses import classification_loss, regression_loss
 from fewjax.kernels.maml import maml_loss
-from fewjax.kernels.mamlpp import lslr_init, mamlpp_loss, mamlpp_step_weights
+from fewjax.kernels.mamlpp import lslr_init, mamlpp_adapt, mamlpp_loss, mamlpp_step_weights
 from fewjax.kernels.matching import matching_loss
 from fewjax.kernels.protonet import protonet_loss
 from fewjax.kernels.reptile import reptile_grad
@@ -13,6 +13,7 @@ from fewjax.kernels.siamese import contrastive_loss
 
 __all__ = [
     "adapt", "classification_loss", "contrastive_loss", "distillation_loss", "imaml_loss", "lslr_init", "maml_loss",
-    "mamlpp_loss", "mamlpp_step_weights", "map_tasks", "matching_loss", "over_tasks", "over_tasks_value_and_grad",
+    "mamlpp_adapt", "mamlpp_loss", "mamlpp_step_weights", "map_tasks", "matching_loss", "over_tasks",
+    "over_tasks_value_and_grad",
     "protonet_loss", "regression_loss", "reptile_grad",
 ]

@@ -1,15 +1,19 @@
 """MAML++ (Antoniou, Edwards & Storkey 2019, "How to train your MAML"): the kernel-level switches.
 
-`mamlpp_loss` is MAML with three of the paper's changes, each a keyword:
+`mamlpp_loss` is MAML with four of the paper's changes, each a keyword:
 - multi-step loss (`step_weights`): the query loss after *every* inner step, weighted; `mamlpp_step_weights` gives
   the paper's annealing (uniform at the start of training, all weight on the last step by the end);
 - derivative-order annealing (`first_order`): first order early in training, second order later (the caller
   switches the flag at a step);
 - LSLR, learned per-layer per-step inner learning rates (`inner_lr` a pytree like `params` whose leaves have shape
-  `[inner_steps]`; `lslr_init` builds one): gradients flow into them, so they are meta-learned with `params`.
-The two others are outside the kernel: cosine annealing of the outer learning rate is an optax schedule
-(`optax.cosine_decay_schedule`, the trainer's `optim.schedule="cosine"`), and per-step batch-norm weights and
-statistics belong to the model (fewjax's batch norm already uses each batch's own statistics, per task).
+  `[inner_steps]`; `lslr_init` builds one): gradients flow into them, so they are meta-learned with `params`;
+- per-step parameters (`step_params`, MAML++'s per-step batch-norm weights and biases): meta-learned, never
+  adapted, one copy per inner step (leading axis `[inner_steps]`); `loss_fn` then receives `(phi, step_params[i])`
+  at step `i`, for the support pass of that step and for the query pass after its update, as in the reference
+  code. (fewjax's batch norm normalises with the statistics of the batch at hand, so statistics are per step and
+  per task already.)
+The fifth, cosine annealing of the outer learning rate, is an optax schedule (`optax.cosine_decay_schedule`, the
+trainer's `optim.schedule="cosine"`). `fewjax.methods.mamlpp` puts all five together for the trainer.
 
 With `step_weights=None` (only the last step), a scalar `inner_lr` and `first_order=False` it is `maml_loss`.
 
@@ -45,6 +49,7 @@ def mamlpp_loss(
     step_weights: jax.Array | None = None,
     first_order: bool = False,
     remat: bool = False,
+    step_params: Params | None = None,
 ):
     """Weighted sum over inner steps of the query loss after each step (MAML++'s multi-step loss).
 
@@ -58,36 +63,82 @@ def mamlpp_loss(
       step_weights: `[inner_steps]` weights of the query loss after each step; None: the last step only (MAML).
       first_order: treat the inner gradients as constants (first-order MAML; MAML++ anneals from True to False).
       remat: recompute each inner step in the backward pass instead of storing its activations.
+      step_params: None, or a pytree whose leaves have a leading `[inner_steps]` axis: parameters used, not
+        adapted, at each step (`loss_fn` receives `(phi, step_params[i])`). Gradients flow into them.
 
     Returns:
       `(loss, metrics)`: `metrics` holds `loss` (the weighted sum), `query_loss_after` (after the last step),
       `query_losses` (`[inner_steps]`), `support_loss_before` and the user's query metrics after the last step.
     """
-    if not isinstance(inner_steps, int) or isinstance(inner_steps, bool) or inner_steps < 1:
-        raise ValueError(f"mamlpp_loss: inner_steps must be a Python int >= 1, got {inner_steps!r}.")
+    _check_steps(inner_steps, step_params)
     if step_weights is None:
         step_weights = jnp.zeros((inner_steps,)).at[-1].set(1.0)
     if jnp.shape(step_weights) != (inner_steps,):
         raise ValueError(f"mamlpp_loss: step_weights must have shape ({inner_steps},) (one weight per inner step), "
                          f"got {jnp.shape(step_weights)}.")
-    rates = _per_step_rates(inner_lr, params, inner_steps)
+    inner = _inner_step(loss_fn, task.support, first_order=first_order)
 
-    def step(phi, rate_i):
-        loss, grads = jax.value_and_grad(lambda p: loss_fn(p, task.support)[0])(phi)
-        if first_order:
-            grads = jax.lax.stop_gradient(grads)
-        phi = jax.tree.map(lambda p, a, g: p - a * g, phi, rate_i, grads)
-        query_loss, query_metrics = loss_fn(phi, task.query)
-        return phi, (loss, query_loss, query_metrics)
+    def step(phi, per_step):
+        phi, support_loss = inner(phi, per_step)
+        query_loss, query_metrics = loss_fn(_at_step(phi, per_step), task.query)
+        return phi, (support_loss, query_loss, query_metrics)
 
     if remat:
         step = jax.checkpoint(step)
-    _, (support_losses, query_losses, query_metrics) = jax.lax.scan(step, params, rates)
+    per_step = (_per_step_rates(inner_lr, params, inner_steps), step_params)
+    _, (support_losses, query_losses, query_metrics) = jax.lax.scan(step, params, per_step)
     loss = jnp.sum(jnp.asarray(step_weights, query_losses.dtype) * query_losses)
     metrics = {k: v[-1] for k, v in query_metrics.items()}
     metrics.update(loss=loss, query_loss_after=query_losses[-1], query_losses=jax.lax.stop_gradient(query_losses),
                    support_loss_before=jax.lax.stop_gradient(support_losses[0]))
     return loss, metrics
+
+
+def mamlpp_adapt(
+    loss_fn: LossFn,
+    params: Params,
+    support,
+    *,
+    inner_steps: int,
+    inner_lr: float | jax.Array | Params,
+    step_params: Params | None = None,
+) -> Params:
+    """The inner loop of `mamlpp_loss` alone: `params` after `inner_steps` steps on `support` (a `fewjax.Batch`).
+
+    With `step_params`, predict with `(adapted, last)` where `last` is `step_params` at the last step, as the query
+    loss of `mamlpp_loss` does.
+    """
+    _check_steps(inner_steps, step_params)
+    inner = _inner_step(loss_fn, support, first_order=False)
+    per_step = (_per_step_rates(inner_lr, params, inner_steps), step_params)
+    phi, _ = jax.lax.scan(inner, params, per_step)
+    return phi
+
+
+def _inner_step(loss_fn, support, *, first_order):
+    """`(phi, (rates_i, step_params_i)) -> (phi after step i, support loss before it)`."""
+    def step(phi, per_step):
+        rate_i, _ = per_step
+        support_loss, grads = jax.value_and_grad(lambda p: loss_fn(_at_step(p, per_step), support)[0])(phi)
+        if first_order:
+            grads = jax.lax.stop_gradient(grads)
+        return jax.tree.map(lambda p, a, g: p - a * g, phi, rate_i, grads), support_loss
+
+    return step
+
+
+def _at_step(phi, per_step):
+    """What `loss_fn` receives at a step: `phi`, or `(phi, step_params_i)` with per-step parameters."""
+    return phi if per_step[1] is None else (phi, per_step[1])
+
+
+def _check_steps(inner_steps, step_params):
+    if not isinstance(inner_steps, int) or isinstance(inner_steps, bool) or inner_steps < 1:
+        raise ValueError(f"mamlpp_loss: inner_steps must be a Python int >= 1, got {inner_steps!r}.")
+    bad = [jnp.shape(x) for x in jax.tree.leaves(step_params) if jnp.shape(x)[:1] != (inner_steps,)]
+    if bad:
+        raise ValueError(f"mamlpp_loss: every step_params leaf needs a leading axis of inner_steps={inner_steps} "
+                         f"(one copy per inner step); got shapes {bad}.")
 
 
 def mamlpp_step_weights(progress: float | jax.Array, *, inner_steps: int, min_weight: float = 0.03) -> jax.Array:

@@ -18,7 +18,7 @@ import copy
 
 import jax
 
-from fewjax.methods import (imaml, maml, metric, reptile, text_anil, text_distill, text_finetune, text_fomaml,
+from fewjax.methods import (imaml, maml, mamlpp, metric, reptile, text_anil, text_distill, text_finetune, text_fomaml,
                             text_protonet)
 from fewjax.methods.backbone import build_model
 from fewjax.methods.method import PER_TASK_WEIGHTS, Method, task_chunk_size
@@ -29,6 +29,7 @@ METHODS = {
     "fomaml": maml.build,
     "metasgd": maml.build,
     "anil": maml.build,
+    "mamlpp": mamlpp.build,
     "reptile": reptile.build,
     "imaml": imaml.build,
     "protonet": metric.build,
@@ -74,5 +75,5 @@ def resolve_platform(config, backend: str | None = None):
     return resolved
 
 
-__all__ = ["METHODS", "Method", "TEXT_METHODS", "build_method", "build_model", "resolve_platform",
+__all__ = ["METHODS", "Method", "PER_TASK_WEIGHTS", "TEXT_METHODS", "build_method", "build_model", "resolve_platform",
            "task_chunk_size"]

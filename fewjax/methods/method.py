@@ -18,14 +18,15 @@ class Method(NamedTuple):
     name: str
     model: nn.Module
     init: Callable  # (rng, example_x) -> params
-    meta_grad: Callable  # (params, tasks) -> (grads, metrics): tasks have a leading task axis
+    meta_grad: Callable  # (params, tasks, step) -> (grads, metrics): tasks have a leading task axis; step, the
+    # training step (traced int), for methods whose objective follows a schedule (MAML++); the others ignore it
     evaluate: Callable  # (params, tasks) -> per-task metrics {name: [B]}, incl. "accuracy" (or "loss")
     predict: Callable  # (params, support: Batch, query_x) -> scores [n_query, ways] of one episode (argmax: class)
     embed: Callable | None = None  # (params, x) -> features [n, d]: metric methods
     adapt: Callable | None = None  # (params, support: Batch) -> the params adapted to it: MAML family, Reptile
 
 
-PER_TASK_WEIGHTS = ("maml", "fomaml", "metasgd", "anil", "reptile", "imaml")
+PER_TASK_WEIGHTS = ("maml", "fomaml", "metasgd", "anil", "mamlpp", "reptile", "imaml")
 """Methods whose tasks each get their own adapted weights (the CPU runs them one task at a time: `task_loop`)."""
 
 
@@ -43,8 +44,9 @@ def task_chunk_size(config) -> int | None:
 
 
 def mean_gradient(kernel, chunk_size=None):
-    """`(params, tasks) -> (mean gradient, mean metrics)` of a per-task `kernel`, `chunk_size` tasks at a time."""
-    def meta_grad(params, tasks):
+    """`(params, tasks, step) -> (mean gradient, mean metrics)` of a per-task `kernel`, `chunk_size` tasks at a
+    time (`step` is not used)."""
+    def meta_grad(params, tasks, step=None):
         n = jax.tree.leaves(tasks)[0].shape[0]
         value_and_grad = fewjax.over_tasks_value_and_grad(kernel, chunk_size=_divisor(chunk_size, n))
         (_, metrics), grads = value_and_grad(params, tasks)
@@ -73,7 +75,7 @@ def one_task_at_a_time(kernel):
 
 
 def no_meta_gradient(name: str):
-    def meta_grad(params, tasks):
+    def meta_grad(params, tasks, step=None):
         raise ValueError(f"config.method={name!r} has no meta-gradient: set --config.total_steps=0.")
 
     return meta_grad

@@ -22,9 +22,10 @@ def build(config) -> Method:
         return fewjax.adapt(loss_fn, params, support, steps=config.eval_inner_steps, lr=rates["inner_lr"],
                             optimizer=rates["inner_optimizer"])
 
-    meta_grad = fewjax.over_tasks(
+    reptile = fewjax.over_tasks(
         functools.partial(fewjax.reptile_grad, loss_fn, inner_steps=config.inner_steps, **rates), chunk_size=chunk)
     test = functools.partial(fewjax.maml_loss, loss_fn, inner_steps=config.eval_inner_steps, first_order=True,
                              remat=config.remat, **rates)
-    return Method("reptile", model, init, meta_grad, per_task_metrics(test, chunk), predictor(apply, adapt),
+    return Method("reptile", model, init, lambda params, tasks, step=None: reptile(params, tasks),
+                  per_task_metrics(test, chunk), predictor(apply, adapt),
                   adapt=adapt)

@@ -21,6 +21,14 @@ def head_mask(params, head: str = "head"):
     return traverse_util.unflatten_dict({k: k[0] == head for k in flat})
 
 
+def norm_mask(params):
+    """A pytree of bools like `params`, True for the parameters of normalisation layers (modules named `norm*`,
+    `*_norm`): MAML++'s per-step batch-norm weights."""
+    flat = traverse_util.flatten_dict(params)
+    return traverse_util.unflatten_dict({k: any(n.startswith("norm") or n.endswith("_norm") for n in k[:-1])
+                                         for k in flat})
+
+
 def apply_fn(model):
     """`model.apply` as `f(params, x)`: the shape kernels and losses take."""
     return lambda params, x: model.apply({"params": params}, x)
@@ -28,5 +36,5 @@ def apply_fn(model):
 
 __all__ = [
     "BatchStatNorm", "BertConfig", "BertEncoder", "Conv4", "MLP", "ResNet12", "apply_fn", "bert", "head_mask",
-    "load_pretrained", "make_embed_fn", "pool",
+    "load_pretrained", "make_embed_fn", "norm_mask", "pool",
 ]

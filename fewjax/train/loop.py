@@ -44,7 +44,8 @@ RUNTIME_KEYS = {"total_steps", "log_every", "eval_every", "checkpoint_every", "k
                 "test_episodes", "eval_batch_size", "data_dir", "steps_per_call", "fsdp", "early_stop_patience",
                 "within_alphabet", "task_loop", "model.conv_grad"}
 """Keys a resumed run may change (schedule, evaluation, placement, and how the backend computes the same values);
-any other difference means the workdir belongs to another experiment."""
+any other difference means the workdir belongs to another experiment. `total_steps` is one of them unless the
+learning rate decays over it (`optim.schedule` cosine or linear): there a longer run is another schedule."""
 
 
 def train_and_evaluate(config, workdir: str | os.PathLike, *, progress: bool = True) -> dict:
@@ -191,8 +192,9 @@ def check_resumable(ckpts: Checkpoints, config) -> None:
         return
     saved = {**flatten(base_config().to_dict()), **flatten(ckpts.read_config())}  # keys added since: defaults
     current = flatten(config.to_dict())
+    runtime = RUNTIME_KEYS - ({"total_steps"} if config.optim.schedule in ("cosine", "linear") else set())
     differ = sorted(k for k in set(saved) | set(current)
-                    if k not in RUNTIME_KEYS and k.split(".")[0] not in RUNTIME_KEYS and saved.get(k) != current.get(k))
+                    if k not in runtime and k.split(".")[0] not in runtime and saved.get(k) != current.get(k))
     if differ:
         shown = ", ".join(f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in differ[:5])
         raise ValueError(f"{ckpts.directory} holds checkpoints of another configuration ({shown}). "

@@ -78,7 +78,7 @@ def mean_meta_grad(method, *, meta_batch_size: int, sampler=None, task_sharding:
     if task_sharding is None:
         def whole(params, data, step):
             tasks = data if sampler is None else sampler.device_sample(data, step, jnp.arange(meta_batch_size))
-            return method.meta_grad(params, tasks)
+            return method.meta_grad(params, tasks, step)
 
         return whole
     mesh = task_sharding.mesh
@@ -95,7 +95,7 @@ def mean_meta_grad(method, *, meta_batch_size: int, sampler=None, task_sharding:
         else:
             first = jax.lax.axis_index(axes) * local_size
             tasks = sampler.device_sample(data, step, first + jnp.arange(local_size))
-        return jax.lax.pmean(method.meta_grad(params, tasks), axes)
+        return jax.lax.pmean(method.meta_grad(params, tasks, step), axes)
 
     data_spec = PartitionSpec() if sampler is not None else spec
     return per_device(local, mesh, in_specs=(PartitionSpec(), data_spec, PartitionSpec()), out_specs=PartitionSpec())

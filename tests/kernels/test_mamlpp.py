@@ -54,6 +54,50 @@ def test_lslr_per_step_rates_match_a_python_loop_and_finite_differences():
     assert jax.tree.structure(init) == jax.tree.structure(params) and init["w1"].shape == (2,)
 
 
+def shifted_loss(params_and_shift, batch):
+    """A loss with a per-step, non-adapted parameter: a shift of the hidden layer (like a batch-norm bias)."""
+    params, shift = params_and_shift
+    return loss_fn({**params, "b1": params["b1"] + shift["shift"]}, batch)
+
+
+def test_step_params_are_used_at_their_step_and_meta_learned():
+    params, task = make_params(7), make_task(8)
+    step_params = {"shift": jnp.asarray(np.random.default_rng(9).normal(size=(3, 4)) * 0.3)}
+    w = jnp.array([0.2, 0.3, 0.5])
+
+    def loop(p, sp):
+        total = 0.0
+        for i in range(3):
+            at_i = {"shift": sp["shift"][i]}
+            g = jax.grad(lambda q: shifted_loss((q, at_i), task.support)[0])(p)
+            p = jax.tree.map(lambda q, gi: q - 0.3 * gi, p, g)
+            total = total + w[i] * shifted_loss((p, at_i), task.query)[0]
+        return total
+
+    pp = lambda p, sp: fewjax.mamlpp_loss(shifted_loss, p, task, inner_steps=3, inner_lr=0.3, step_weights=w,
+                                          step_params=sp)[0]
+    ours = jax.jit(jax.value_and_grad(pp, argnums=(0, 1)))(params, step_params)
+    chex.assert_trees_all_close(ours, jax.jit(jax.value_and_grad(loop, argnums=(0, 1)))(params, step_params),
+                                rtol=1e-12, atol=1e-14)
+    numeric = finite_difference_grad(lambda sp: pp(params, sp), step_params)
+    chex.assert_trees_all_close(ours[1][1], numeric, rtol=1e-6, atol=1e-8)
+    assert float(jnp.abs(ours[1][1]["shift"]).min()) > 0  # every step's copy receives a gradient
+
+
+def test_adapt_is_the_inner_loop_of_the_loss():
+    params, task = make_params(10), make_task(11)
+    rates = fewjax.lslr_init(params, inner_steps=2, lr=0.2)
+    step_params = {"shift": jnp.asarray(np.random.default_rng(12).normal(size=(2, 4)) * 0.3)}
+    phi = fewjax.mamlpp_adapt(shifted_loss, params, task.support, inner_steps=2, inner_lr=rates,
+                              step_params=step_params)
+    last = {"shift": step_params["shift"][-1]}
+    _, metrics = fewjax.mamlpp_loss(shifted_loss, params, task, inner_steps=2, inner_lr=rates,
+                                    step_params=step_params)
+    np.testing.assert_allclose(shifted_loss((phi, last), task.query)[0], metrics["query_loss_after"], rtol=1e-12)
+    plain = fewjax.mamlpp_adapt(loss_fn, params, task.support, inner_steps=2, inner_lr=0.2)
+    chex.assert_trees_all_close(plain, fewjax.adapt(loss_fn, params, task.support, steps=2, lr=0.2), rtol=1e-12)
+
+
 def test_step_weights_anneal_from_uniform_to_the_last_step_and_sum_to_one():
     n = 5
     for t in (0.0, 0.25, 0.5, 1.0, 3.0):
@@ -84,6 +128,7 @@ def test_over_tasks_and_remat_agree_with_a_loop():
     (dict(step_weights=jnp.ones(2)), r"step_weights must have shape \(3,\)"),
     (dict(inner_lr={"w1": 0.1}), "inner_lr must be a scalar or a pytree like params"),
     ("lslr of 4 steps", r"shape \(3,\) \(LSLR\)"),
+    (dict(step_params={"shift": jnp.zeros((2, 4))}), "leading axis of inner_steps=3"),
 ])
 def test_bad_options_are_clear_errors(bad, message):
     if bad == "lslr of 4 steps":

@@ -115,7 +115,7 @@ def test_anil_on_features_equals_maml_with_head_mask():
     tasks = make_sampler(config, "train", seed=0).sample_batch(0, 1)
     params = method.init(jax.random.key(0), tasks.support.x[0])
     params["head"] = jax.tree.map(lambda a: a + 0.01 * jnp.arange(a.size).reshape(a.shape) / a.size, params["head"])
-    grads, metrics = jax.jit(method.meta_grad)(params, tasks)
+    grads, metrics = jax.jit(method.meta_grad)(params, tasks, 0)
 
     module, _, tok = pretrained(config)
     loss_fn = make_classifier_loss_fn(module, pad_id=tok.pad_id, logit_scale=config.text.logit_scale)

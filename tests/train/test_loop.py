@@ -27,7 +27,7 @@ def final_params(workdir, config):
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "finetune"])  # finetune: text only
 def test_every_method_trains_checkpoints_and_evaluates(method, image_root, tmp_path):
-    config = tiny_config(image_root, method)
+    config = tiny_config(image_root, method, **PER_STEP.get(method, {}))
     record = train_and_evaluate(config, tmp_path, progress=False)
     assert record["method"] == method and record["episodes"] == 6
     assert 0.0 <= record["accuracy"] <= 1.0 and record["ci95"] >= 0.0
@@ -39,7 +39,17 @@ def test_every_method_trains_checkpoints_and_evaluates(method, image_root, tmp_p
         assert ckpts.latest_step() == 4
 
 
-@pytest.mark.parametrize("make", [lambda root: tiny_config(root, "maml"), lambda root: sinusoid_config()])
+PER_STEP = {"mamlpp": {"inner_steps": 2, "eval_inner_steps": 2}}  # MAML++ learns per-step weights: same steps
+MAMLPP_SCHEDULE = {**PER_STEP["mamlpp"], "mamlpp.epoch_steps": 1, "mamlpp.msl_epochs": 3,
+                   "mamlpp.first_order_epochs": 1}  # the multi-step loss and the derivative order change mid-run
+
+
+@pytest.mark.parametrize("make", [
+    lambda root: tiny_config(root, "maml"),
+    lambda root: sinusoid_config(),
+    pytest.param(lambda root: tiny_config(root, "mamlpp", **MAMLPP_SCHEDULE), id="mamlpp",
+                 marks=pytest.mark.slow),  # compiles both derivative orders, three times
+])
 def test_resumed_run_equals_uninterrupted_run_bit_for_bit(make, image_root, tmp_path):
     straight, resumed = make(image_root), make(image_root)
     train_and_evaluate(straight, tmp_path / "a", progress=False)
@@ -104,6 +114,12 @@ def test_workdir_of_another_configuration_is_refused(image_root, tmp_path):
     train_and_evaluate(tiny_config(image_root, "protonet"), tmp_path, progress=False)
     with pytest.raises(ValueError, match="holds checkpoints of another configuration.*method"):
         train_and_evaluate(tiny_config(image_root, "matching"), tmp_path, progress=False)
+
+
+def test_a_longer_run_of_a_decaying_schedule_is_refused(tmp_path):
+    train_and_evaluate(sinusoid_config(**{"optim.schedule": "cosine", "total_steps": 3}), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="another configuration.*total_steps: saved 3, now 6"):
+        train_and_evaluate(sinusoid_config(**{"optim.schedule": "cosine"}), tmp_path, progress=False)
 
 
 @pytest.mark.parametrize(
