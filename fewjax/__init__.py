@@ -14,6 +14,7 @@ from fewjax.kernels import (
     contrastive_loss,
     distillation_loss,
     imaml_loss,
+    logistic_head,
     lslr_init,
     maml_loss,
     mamlpp_adapt,
@@ -26,6 +27,7 @@ from fewjax.kernels import (
     protonet_loss,
     regression_loss,
     reptile_grad,
+    setfit_loss,
 )
 from fewjax.types import Batch, EmbedFn, LossFn, Params, Task
 
@@ -45,7 +47,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "Batch", "EmbedFn", "LossFn", "Params", "Task", "adapt", "classification_loss", "contrastive_loss", "data",
-    "distillation_loss", "evaluate", "load", "imaml_loss", "lslr_init", "maml_loss", "mamlpp_adapt", "mamlpp_loss",
-    "mamlpp_step_weights", "map_tasks", "matching_loss", "models", "over_tasks", "over_tasks_value_and_grad",
-    "protonet_loss", "regression_loss", "reptile_grad",
+    "distillation_loss", "evaluate", "load", "imaml_loss", "logistic_head", "lslr_init", "maml_loss",
+    "mamlpp_adapt", "mamlpp_loss", "mamlpp_step_weights", "map_tasks", "matching_loss", "models", "over_tasks",
+    "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad", "setfit_loss",
 ]

@@ -122,6 +122,8 @@ def text_config() -> ml_collections.ConfigDict:
     t.student_layers = 2  # distill: the student is the pretrained encoder's first student_layers layers
     t.distill_temperature = 4.0  # distill: softmax temperature of the teacher's and student's episode logits
     t.distill_alpha = 0.9  # distill: weight of the soft (teacher) term; 1 - alpha weighs the labels
+    t.setfit_head = "logistic"  # setfit: "logistic" (regression on the fine-tuned embeddings) or "prototype"
+    t.head_l2 = 1.0  # setfit: the logistic head's L2 penalty (scikit-learn's C = 1 / head_l2)
     return t
 
 
@@ -213,6 +215,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
     else:
         need(c.method in METHODS, "method", c.method, f"choose one of {tuple(METHODS)}"
              + (f" ({c.method} is for text datasets {TEXT_DATASETS})" if c.method in TEXT_METHODS else ""))
+    if c.method == "setfit":
+        need(c.text.setfit_head in ("logistic", "prototype"), "text.setfit_head", c.text.setfit_head,
+             "choose logistic or prototype")
+        need(c.text.head_l2 > 0, "text.head_l2", c.text.head_l2, "must be > 0 (the logistic head's L2 penalty)")
+        need(c.test_shots * c.test_ways >= 2, "test_shots", c.test_shots,
+             "setfit needs two support examples to make a pair")
     need(c.optim.schedule in SCHEDULES, "optim.schedule", c.optim.schedule, f"choose one of {SCHEDULES}")
     need(c.optim.name in ("adam", "sgd"), "optim.name", c.optim.name, "choose adam or sgd")
     need(c.inner_optimizer in ("sgd", "adam"), "inner_optimizer", c.inner_optimizer, "choose sgd or adam")

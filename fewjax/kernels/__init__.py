@@ -9,11 +9,11 @@ from fewjax.kernels.mamlpp import lslr_init, mamlpp_adapt, mamlpp_loss, mamlpp_s
 from fewjax.kernels.matching import matching_loss
 from fewjax.kernels.protonet import protonet_loss
 from fewjax.kernels.reptile import reptile_grad
+from fewjax.kernels.setfit import logistic_head, setfit_loss
 from fewjax.kernels.siamese import contrastive_loss
 
 __all__ = [
-    "adapt", "classification_loss", "contrastive_loss", "distillation_loss", "imaml_loss", "lslr_init", "maml_loss",
-    "mamlpp_adapt", "mamlpp_loss", "mamlpp_step_weights", "map_tasks", "matching_loss", "over_tasks",
-    "over_tasks_value_and_grad",
-    "protonet_loss", "regression_loss", "reptile_grad",
+    "adapt", "classification_loss", "contrastive_loss", "distillation_loss", "imaml_loss", "logistic_head",
+    "lslr_init", "maml_loss", "mamlpp_adapt", "mamlpp_loss", "mamlpp_step_weights", "map_tasks", "matching_loss",
+    "over_tasks", "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad", "setfit_loss",
 ]

@@ -128,6 +128,27 @@ def test_anil_on_features_equals_maml_with_head_mask():
     assert float(jnp.abs(grads["encoder"]["layer_0"]["output"]["kernel"]).max()) > 0  # the encoder learns
 
 
+@pytest.mark.parametrize("head", ["logistic", "prototype"])
+def test_setfit_episode_fine_tunes_on_support_pairs_then_fits_its_head(head):
+    config = text_config("setfit", eval_inner_steps=3, inner_lr=1e-3, test_shots=2, **{"text.setfit_head": head})
+    method = build_method(config)
+    task = jax.tree.map(lambda a: a[0], make_sampler(config, "test", seed=0).sample_batch(0, 1))
+    encoder = method.init(jax.random.key(0), task.support.x)
+    adapted = jax.jit(method.adapt)(encoder, task.support)
+    pair_loss = lambda enc: fewjax.setfit_loss(method.embed, enc, task.support)[0]
+    assert float(pair_loss(adapted["encoder"])) < float(pair_loss(encoder))  # the contrastive stage trained
+    features = method.embed(adapted["encoder"], task.support.x)
+    if head == "logistic":
+        expected = fewjax.logistic_head(features, task.support.y, classes=3, l2=config.text.head_l2)
+    else:
+        expected = {"kernel": jnp.stack([features[task.support.y == c].mean(0) for c in range(3)], axis=1),
+                    "bias": jnp.zeros(3)}
+    for a, b in zip(jax.tree.leaves(adapted["head"]), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    scores = method.embed(adapted["encoder"], task.query.x) @ expected["kernel"] + expected["bias"]
+    np.testing.assert_array_equal(method.predict(encoder, task.support, task.query.x), scores.argmax(-1))
+
+
 def test_text_sources_and_clear_errors(tmp_path):
     config = text_config()
     splits = [set(make_text_source(config, s).class_names) for s in ("train", "val", "test")]
