@@ -7,6 +7,9 @@ Sections (between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in README.md):
 - lake: Lake's within-alphabet one-shot test, from the same file (records with "within_alphabet": true)
 - text: few-shot text, from bench/results/text_fewshot.jsonl (bench/text_fewshot.py)
 - data: sampler throughput, from bench/results/data_throughput.json (bench/data_throughput.py)
+- imaml_memory: planned memory against inner steps, from bench/results/imaml_memory.jsonl (bench/imaml_memory.py)
+- mamlpp_ablation: MAML++'s changes one at a time, from bench/results/mamlpp_ablation.jsonl
+  (bench/mamlpp_ablation.py)
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT / "bench"))
 
+import mamlpp_ablation  # noqa: E402
 import reproduce  # noqa: E402
 
 
@@ -44,6 +48,17 @@ def data_table() -> str:
     return "\n".join(out)
 
 
+def imaml_memory_table() -> str:
+    rows = sorted(jsonl("imaml_memory.jsonl"), key=lambda r: r["inner_steps"])
+    if not rows:
+        return "(no imaml_memory.jsonl yet: `PYTHONPATH=. python bench/imaml_memory.py`)"
+    out = ["| inner steps | iMAML (5 CG steps) | MAML, second order | MAML, second order + remat | load |",
+           "| --- | --- | --- | --- | --- |"]
+    out += [f"| {r['inner_steps']} | {r['imaml_mb']:.1f} MB | {r['maml_mb']:.1f} MB | {r['maml_remat_mb']:.1f} MB | "
+            f"{r['load']:.1f} |" for r in rows]
+    return "\n".join(out)
+
+
 def replace(text: str, name: str, body: str) -> str:
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     if begin not in text:
@@ -57,7 +72,8 @@ def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     for name, make in (("reproduction", reproduce.table), ("lake", reproduce.lake_table), ("text", text_table),
-                       ("data", data_table)):
+                       ("data", data_table), ("imaml_memory", imaml_memory_table),
+                       ("mamlpp_ablation", mamlpp_ablation.table)):
         body = make()
         print(f"## {name}\n{body}\n")
         text = replace(text, name, body)
