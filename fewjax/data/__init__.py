@@ -8,7 +8,7 @@ Example:
 """
 from fewjax.data import augment
 from fewjax.data.episodes import DeviceState, EpisodeSampler, episodes
-from fewjax.data.image_folder import image_folder
+from fewjax.data.image_folder import image_folder, split_folders
 from fewjax.data.omniglot import omniglot
 from fewjax.data.pipeline import prefetch
 from fewjax.data.sampler import Sampler
@@ -18,5 +18,5 @@ from fewjax.data.tfds import tfds_source
 
 __all__ = [
     "ArraySource", "DeviceState", "EpisodeSampler", "SinusoidSampler", "augment", "episodes", "image_folder", "omniglot",
-    "Sampler", "prefetch", "sinusoid", "tfds_source",
+    "Sampler", "prefetch", "sinusoid", "split_folders", "tfds_source",
 ]

@@ -12,6 +12,9 @@ queries, support rows first). Each factory below takes `per=`:
 Pass one (or `compose(...)` of several) as `episodes(..., augment=...)`; the
 on-device sampler calls it inside the jitted step.
 
+For strokes (Omniglot): `random_rot90`, `random_shift`, `random_affine`. For
+photos (RGB in [0, 1]): `random_resized_crop`, `random_flip`, `color_jitter`.
+
 Example:
     >>> import jax, jax.numpy as jnp
     >>> from fewjax.data import augment
@@ -19,6 +22,10 @@ Example:
     >>> x = jnp.ones((5, 2, 28, 28, 1))
     >>> aug(jax.random.key(0), x).shape
     (5, 2, 28, 28, 1)
+    >>> photos = augment.compose(augment.random_resized_crop(scale=(0.35, 1.0)), augment.random_flip(),
+    ...                          augment.color_jitter(brightness=0.4, contrast=0.4, saturation=0.4))
+    >>> jax.jit(photos)(jax.random.key(0), jnp.full((5, 2, 84, 84, 3), 0.5)).shape
+    (5, 2, 84, 84, 3)
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Augment = Callable[[jax.Array, jax.Array], jax.Array]
 _PER = ("example", "class", "task")
@@ -138,6 +146,84 @@ def random_affine(*, max_rotation: float = 10.0, max_shear: float = 0.3, max_sca
         matrix = rotation @ jnp.array([[1.0, shear], [0.0, 1.0]]) @ jnp.diag(1.0 / scale)  # output -> input
         centre = (jnp.array(img.shape[:2], jnp.float32) - 1) / 2
         return affine_transform(img, matrix, centre - matrix @ centre - shift, fill=fill)
+
+    return lambda key, x: _apply(one, key, x, per)
+
+
+def random_resized_crop(*, scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                        per: str = "example") -> Augment:
+    """A random crop resized (bilinearly) back to the image's H x W: Inception-style, as torchvision's
+    `RandomResizedCrop(size=(H, W))`.
+
+    The crop's area is a fraction of the image's drawn uniformly from `scale`, its aspect ratio (width / height)
+    log-uniformly from `ratio`; a side longer than the image's is cut to it, and the crop's place is uniform within
+    the image. `scale=(1, 1), ratio=(1, 1)` gives a square image back unchanged. Samples near the crop's border
+    interpolate with the pixels just outside it (the image's own edge is repeated).
+    """
+    _check_per(per)
+    lo, hi = scale
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"scale={scale!r}: need 0 < min <= max <= 1 (fractions of the image's area).")
+    r_lo, r_hi = ratio
+    if not 0 < r_lo <= r_hi:
+        raise ValueError(f"ratio={ratio!r}: need 0 < min <= max (width / height).")
+
+    def one(key, img):
+        u = jax.random.uniform(key, (4,))  # area, aspect ratio, corner (row, column): one draw (cheap to compile)
+        size = jnp.array(img.shape[:2], jnp.float32)
+        area = (lo + (hi - lo) * u[0]) * size[0] * size[1]
+        aspect = jnp.exp(np.log(r_lo) + (np.log(r_hi) - np.log(r_lo)) * u[1])
+        crop = jnp.minimum(jnp.stack([jnp.sqrt(area / aspect), jnp.sqrt(area * aspect)]), size)  # (height, width)
+        corner = u[2:] * (size - crop)
+        factor = size / crop  # output = input * factor + translation, in pixel-edge coordinates
+        out = jax.image.scale_and_translate(img, img.shape, (0, 1), factor, -corner * factor, method="linear")
+        return out.astype(img.dtype)
+
+    return lambda key, x: _apply(one, key, x, per)
+
+
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+"""ITU-R 601 luma weights of (R, G, B): the grey a saturation of 0 gives (as torchvision's `rgb_to_grayscale`)."""
+
+
+def color_jitter(*, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0,
+                 per: str = "example") -> Augment:
+    """Random brightness, contrast and saturation of images in [0, 1], in that order (torchvision's `ColorJitter`
+    without hue, in a fixed order).
+
+    Each factor is drawn uniformly from `[max(0, 1 - s), 1 + s]` for its strength `s`: brightness scales the
+    image, contrast moves it towards or away from its mean grey, saturation each pixel towards or away from its
+    grey; every step is clipped to [0, 1]. A strength of 0 skips its step (0 everywhere: the identity).
+    Saturation needs RGB (C = 3); brightness and contrast also work on grayscale (C = 1).
+    """
+    _check_per(per)
+    strengths = {"brightness": brightness, "contrast": contrast, "saturation": saturation}
+    for name, value in strengths.items():
+        if not value >= 0:
+            raise ValueError(f"{name} must be >= 0; got {value!r}.")
+
+    def gray(img):
+        if img.shape[-1] == 1:
+            return img
+        if img.shape[-1] != 3:
+            raise ValueError(f"color_jitter needs RGB (C = 3) or grayscale (C = 1) images; got C = {img.shape[-1]}.")
+        return (img @ jnp.asarray(GRAY_WEIGHTS, img.dtype))[..., None]
+
+    def one(key, img):
+        if saturation > 0 and img.shape[-1] != 3:
+            raise ValueError(f"color_jitter(saturation={saturation}) needs RGB images (C = 3); got C = "
+                             f"{img.shape[-1]}: set saturation=0.")
+        u = jax.random.uniform(key, (3,), img.dtype)  # one draw for the three factors (cheap to compile)
+        factor = lambda i, s: max(0.0, 1.0 - s) + (1.0 + s - max(0.0, 1.0 - s)) * u[i]
+        if brightness > 0:
+            img = jnp.clip(img * factor(0, brightness), 0.0, 1.0)
+        if contrast > 0:
+            mean = gray(img).mean()
+            img = jnp.clip(mean + (img - mean) * factor(1, contrast), 0.0, 1.0)
+        if saturation > 0:
+            g = gray(img)
+            img = jnp.clip(g + (img - g) * factor(2, saturation), 0.0, 1.0)
+        return img
 
     return lambda key, x: _apply(one, key, x, per)
 

@@ -1,9 +1,11 @@
-"""Bring your own images: `root/<class>/<image>` (e.g. miniImageNet's usual layout) as an `ArraySource`.
+"""Bring your own images: `root/<class>/<image>`, or pre-split `root/<split>/<class>/<image>`, as an `ArraySource`.
 
-Class-level splits come from files (one class name a line, `split_files`) or
-from a seeded partition of the sorted class names (`partition`). Images are
-stored as uint8 `[N, H, W, C]` (C = 1 with `grayscale=True`, else 3); the
-episode sampler yields float32 in [0, 1].
+Class-level splits come from the folders themselves when `root` holds
+`train/`, `val/` and `test/` (the layout miniImageNet and tieredImageNet are
+distributed in: each split reads its own folder), else from files (one class
+name a line, `split_files`) or from a seeded partition of the sorted class
+names (`partition`). Images are stored as uint8 `[N, H, W, C]` (C = 1 with
+`grayscale=True`, else 3); the episode sampler yields float32 in [0, 1].
 
 Polarity: fewjax's convention is foreground (ink, strokes) high and background
 low, as the built-in Omniglot loader stores it. Scans and Omniglot's own PNGs
@@ -27,6 +29,13 @@ Example:
     >>> src = image_folder(root, split="train", partition={"train": 2, "test": 1}, seed=0)
     >>> src.num_classes, src.example_shape
     (2, (8, 8, 3))
+    >>> split = pathlib.Path(tempfile.mkdtemp())  # pre-split: split/<split>/<class>/<image>, any image size
+    >>> for s, c, size in [("train", "cat", 8), ("val", "dog", 10), ("test", "eel", 12)]:
+    ...     (split / s / c).mkdir(parents=True)
+    ...     Image.fromarray(np.zeros((size, size, 3), np.uint8)).save(split / s / c / "0.png")
+    >>> src = image_folder(split, split="test", image_size=8)
+    >>> src.class_names, src.example_shape
+    (('eel',), (8, 8, 3))
 """
 from __future__ import annotations
 
@@ -41,6 +50,38 @@ import numpy as np
 from fewjax.data.sources import ArraySource
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+SPLIT_FOLDERS = ("train", "val", "test")
+"""The subfolders of a pre-split root (`root/<split>/<class>/<image>`)."""
+
+
+def split_folders(root) -> dict[str, Path] | None:
+    """`{split: root/split}` when `root` is pre-split (has `train/`, `val/` and `test/`), None when it has none of
+    them (the flat `root/<class>/<image>` layout).
+
+    Raises:
+      ValueError: `root` has some of the three split folders but not all.
+    """
+    root = Path(root).expanduser()
+    present = [s for s in SPLIT_FOLDERS if (root / s).is_dir()]
+    if not present:
+        return None
+    missing = [s for s in SPLIT_FOLDERS if s not in present]
+    if missing:
+        raise ValueError(
+            f"{root} has {', '.join(p + '/' for p in present)} but no {', '.join(m + '/' for m in missing)}: a "
+            f"pre-split image folder needs all of train/, val/ and test/ (each <split>/<class>/<image>); add "
+            f"{'them' if len(missing) > 1 else 'it'}, or for the flat root/<class>/<image> layout rename the "
+            f"class folder{'s' if len(present) > 1 else ''} {', '.join(present)}.")
+    folders = {s: root / s for s in SPLIT_FOLDERS}
+    classes = {s: {p.name for p in f.iterdir() if p.is_dir() and not p.name.startswith(".")}
+               for s, f in folders.items()}
+    for i, a in enumerate(SPLIT_FOLDERS):
+        for b in SPLIT_FOLDERS[i + 1:]:
+            shared = sorted(classes[a] & classes[b])
+            if shared:
+                warnings.warn(f"{root}: {len(shared)} class folder(s) are in both {a}/ and {b}/ (e.g. "
+                              f"{shared[0]!r}); few-shot splits are usually disjoint.", RuntimeWarning)
+    return folders
 
 
 def _classes_from_partition(classes: Sequence[str], partition: Mapping[str, float], split: str, seed: int):
@@ -78,9 +119,11 @@ def image_folder(root, *, split: str | None = None, split_files: Mapping[str, os
     """Images under `root/<class>/` as an `ArraySource` (classes named by their folder).
 
     Args:
-      root: folder with one subfolder per class.
-      split: which class-level split to load (None: every class). Needs
-        `split_files` or `partition`.
+      root: folder with one subfolder per class, or pre-split: with
+        `train/`, `val/` and `test/`, each holding one subfolder per class.
+      split: which class-level split to load (None: every class). A
+        pre-split root reads `root/<split>/`; a flat one needs `split_files`
+        or `partition`.
       split_files: `{split: path}` of text files with one class name a line,
         or a folder holding `<split>.txt` (e.g. Ravi & Larochelle's csv names
         converted to lists).
@@ -98,7 +141,9 @@ def image_folder(root, *, split: str | None = None, split_files: Mapping[str, os
     Raises:
       FileNotFoundError: root or a split file missing.
       ValueError: no classes or images, a split naming unknown classes, images
-        of mixed sizes without `image_size`.
+        of mixed sizes without `image_size`, a root with only some of
+        `train/`, `val/`, `test/`, or a pre-split root without `split` or
+        with `split_files` / `partition`.
     """
     if invert not in ("auto", True, False):
         raise ValueError(f"invert={invert!r}: choose 'auto', True or False.")
@@ -107,6 +152,14 @@ def image_folder(root, *, split: str | None = None, split_files: Mapping[str, os
         raise NotADirectoryError(f"image folder root {root} is a file; expected a folder root/<class>/<image>.")
     if not root.is_dir():
         raise FileNotFoundError(f"image folder root {root} does not exist (expected root/<class>/<image>).")
+    folders = split_folders(root)
+    if folders is not None:
+        if split not in folders:
+            raise ValueError(f"{root} is pre-split into train/, val/, test/: pass split= one of them (got {split!r}).")
+        if split_files is not None or partition is not None:
+            raise ValueError(f"{root} is pre-split into train/, val/, test/ folders: drop split_files / partition "
+                             "(each split reads its own folder).")
+        root, split = folders[split], None
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise ValueError(f"{root} has no class subfolders (expected root/<class>/<image>).")

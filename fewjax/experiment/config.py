@@ -39,6 +39,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.augment.max_shear = 0.3
     c.augment.max_scale = 0.2  # scales in [1 - max_scale, 1 + max_scale]
     c.augment.max_shift = 2.0  # pixels
+    # ... and for photos (fewjax.data.augment), applied after the crop in this order: crop, affine, flip, jitter.
+    c.augment.resized_crop = False  # a random crop (area, aspect 3/4..4/3) resized back to image_size
+    c.augment.crop_min_scale = 0.08  # the crop's smallest area, as a fraction of the image (largest: 1)
+    c.augment.flip = False  # horizontal flip with probability 1/2
+    c.augment.color_jitter = 0.0  # brightness, contrast and saturation strength (RGB); 0 = off
     c.within_alphabet = False  # omniglot test episodes: all classes from one alphabet, support/query drawers differ
     c.seed = 0
 
@@ -57,6 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.val_episodes = 200
     c.test_episodes = 600
     c.eval_batch_size = 50
+    c.published = ""  # the published result of this setting, printed and recorded beside the measured accuracy
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "conv4"  # conv4 or resnet12 (images: resnet12 reads image folders as RGB), mlp (sinusoid)
@@ -276,3 +282,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
     need(0 <= c.augment.max_scale < 1, "augment.max_scale", c.augment.max_scale, "must lie in [0, 1)")
     for key in ("max_rotation", "max_shear", "max_shift"):
         need(c.augment[key] >= 0, f"augment.{key}", c.augment[key], "must be >= 0")
+    for key in ("resized_crop", "flip", "color_jitter"):
+        need(not c.augment[key] or (c.model.name in ("conv4", "resnet12") and c.dataset not in TEXT_DATASETS),
+             f"augment.{key}", c.augment[key], "is for images")
+    need(0 < c.augment.crop_min_scale <= 1, "augment.crop_min_scale", c.augment.crop_min_scale,
+         "must lie in (0, 1] (the crop's smallest area as a fraction of the image)")
+    need(c.augment.color_jitter >= 0, "augment.color_jitter", c.augment.color_jitter, "must be >= 0 (0 = off)")
+    need(c.augment.color_jitter == 0 or c.dataset != "omniglot", "augment.color_jitter", c.augment.color_jitter,
+         "is for RGB photos; Omniglot is grayscale: set it to 0")

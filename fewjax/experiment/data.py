@@ -11,6 +11,9 @@ OMNIGLOT_SPLITS = {"vinyals": {"train": "train", "val": "val", "test": "test"},
                    "lake": {"train": "background", "val": "background", "test": "evaluation"}}
 """Lake's protocol has no validation alphabets: validation episodes (a seed of their own) come from the background
 alphabets, so no evaluation alphabet influences which checkpoint is kept."""
+PARTITION = {"train": 0.64, "val": 0.16, "test": 0.2}
+"""dataset=image_folder with a flat data_dir (<root>/<class>/<image>): fractions of its classes per split (seed 0).
+A pre-split data_dir (<root>/{train,val,test}/<class>/<image>) reads each split's own folder instead."""
 
 
 def make_source(config, split: str, *, data_path: str | None = None, invert="auto"):
@@ -18,8 +21,9 @@ def make_source(config, split: str, *, data_path: str | None = None, invert="aut
     (`invert`: see `fewjax.data.image_folder`)."""
     if config.dataset in TEXT_DATASETS:
         return make_text_source(config, split, data_path=data_path)
-    if data_path is not None:
-        return fd.image_folder(data_path, image_size=config.image_size, grayscale=config.model.name == "conv4"
+    if data_path is not None:  # a pre-split folder gives its `split` folder (evaluate.py --split)
+        return fd.image_folder(data_path, split=split if fd.split_folders(data_path) else None,
+                               image_size=config.image_size, grayscale=config.model.name == "conv4"
                                and config.dataset == "omniglot", invert=invert)
     data_dir = config.data_dir or None
     if config.dataset == "omniglot":
@@ -29,9 +33,14 @@ def make_source(config, split: str, *, data_path: str | None = None, invert="aut
     if config.dataset == "image_folder":
         if not data_dir or not Path(data_dir).is_dir():
             raise FileNotFoundError(
-                f"config.data_dir={config.data_dir!r}: dataset image_folder needs data_dir=<root>/<class>/<image>.")
-        return fd.image_folder(data_dir, split=split, partition={"train": 0.64, "val": 0.16, "test": 0.2},
-                               seed=0, image_size=config.image_size)
+                f"config.data_dir={config.data_dir!r}: dataset image_folder needs data_dir=<root>/<class>/<image> "
+                "or the pre-split <root>/{train,val,test}/<class>/<image>.")
+        try:
+            presplit = fd.split_folders(data_dir) is not None  # else a seeded 64/16/20% partition of the classes
+        except ValueError as error:
+            raise ValueError(f"config.data_dir={config.data_dir!r}: {error}") from error
+        return fd.image_folder(data_dir, split=split, partition=None if presplit else PARTITION, seed=0,
+                               image_size=config.image_size)
     raise ValueError(f"config.dataset={config.dataset!r} has no class source")
 
 
@@ -52,8 +61,19 @@ def make_sampler(config, split: str, *, seed: int, data_path: str | None = None,
 
 
 def _augment(config):
-    a = config.augment
-    if not a.affine:
-        return None
-    return fd.augment.random_affine(max_rotation=a.max_rotation, max_shear=a.max_shear, max_scale=a.max_scale,
-                                    max_shift=a.max_shift)
+    """The training augmentation of `config.augment`, in this order: resized crop, affine, flip, colour jitter
+    (each drawn per example); None when all are off."""
+    a, aug = config.augment, fd.augment
+    steps = []
+    if a.resized_crop:
+        steps.append(aug.random_resized_crop(scale=(a.crop_min_scale, 1.0)))
+    if a.affine:
+        steps.append(aug.random_affine(max_rotation=a.max_rotation, max_shear=a.max_shear, max_scale=a.max_scale,
+                                       max_shift=a.max_shift))
+    if a.flip:
+        steps.append(aug.random_flip())
+    if a.color_jitter > 0:
+        steps.append(aug.color_jitter(brightness=a.color_jitter, contrast=a.color_jitter, saturation=a.color_jitter))
+    if len(steps) <= 1:  # one alone is not composed: affine-only runs keep their random draws
+        return steps[0] if steps else None
+    return aug.compose(*steps)

@@ -92,3 +92,76 @@ def test_random_affine_is_identity_at_zero_and_distorts_otherwise():
     assert float(jnp.abs(out[0, 0] - out[0, 1]).max()) > 0  # independent draws per example
     with pytest.raises(ValueError, match="max_scale"):
         augment.random_affine(max_scale=1.5)
+
+
+RGB = jnp.asarray(np.random.default_rng(1).random((3, 4, 12, 12, 3)), jnp.float32)  # one task of photos in [0, 1]
+
+
+def test_resized_crop_keeps_shape_and_is_the_identity_at_full_scale():
+    full = augment.random_resized_crop(scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    out, same = jax.jit(lambda k: (augment.random_resized_crop(scale=(0.2, 1.0))(k, RGB), full(k, RGB)))(
+        jax.random.key(0))
+    assert out.shape == RGB.shape and out.dtype == jnp.float32
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0  # bilinear: within the input's range
+    assert not np.allclose(np.asarray(out), np.asarray(RGB))
+    np.testing.assert_allclose(np.asarray(same), np.asarray(RGB), atol=1e-6)
+
+
+def test_resized_crop_takes_the_crop_it_draws():
+    """A quarter-area square crop (scale 1/4, ratio 1) of a ramp is a 2x upscaled part of the ramp: its values span
+    about half the ramp's range and are evenly spaced."""
+    ramp = jnp.broadcast_to(jnp.arange(12, dtype=jnp.float32)[None, :, None] / 11, (12, 12, 1))
+    x = jnp.broadcast_to(ramp, (1, 5, 12, 12, 1))  # five examples, five independent crops
+    quarter = jax.jit(augment.random_resized_crop(scale=(0.25, 0.25), ratio=(1.0, 1.0)))
+    rows = np.asarray(quarter(jax.random.key(0), x))
+    for row in rows[0, :, 6, :, 0]:
+        steps = np.diff(row[1:-1])  # away from the image edge, where the edge pixel repeats
+        np.testing.assert_allclose(steps, 0.5 / 11, atol=1e-5)
+        assert 5 / 11 - 1e-5 <= row[-1] - row[0] <= 6 / 11 + 1e-5
+    assert len({round(float(r[0]), 4) for r in rows[0, :, 6, :, 0]}) > 1  # different places
+
+
+def test_color_jitter_zero_is_the_identity_and_values_stay_in_range():
+    np.testing.assert_array_equal(np.asarray(augment.color_jitter()(jax.random.key(0), RGB)), np.asarray(RGB))
+    strong = augment.color_jitter(brightness=0.8, contrast=0.8, saturation=0.8)
+    grey = jnp.full((1, 1, 2, 2, 3), 0.5)
+
+    @jax.jit
+    def outputs(key):
+        return (strong(key, RGB), augment.color_jitter(saturation=1.0)(key, grey),
+                augment.color_jitter(brightness=0.4, contrast=0.4)(key, X))
+
+    for seed in range(3):
+        out, grey_out, one_channel = map(np.asarray, outputs(jax.random.key(seed)))
+        assert out.shape == RGB.shape and out.min() >= 0.0 and out.max() <= 1.0
+        assert not np.allclose(out, np.asarray(RGB))
+        np.testing.assert_allclose(grey_out, 0.5, atol=1e-6)  # a grey image has no saturation to change
+        assert one_channel.shape == X.shape and one_channel.min() >= 0.0 and one_channel.max() <= 1.0
+    with pytest.raises(ValueError, match=r"saturation=0.4.*RGB"):
+        augment.color_jitter(saturation=0.4)(jax.random.key(0), X)
+    with pytest.raises(ValueError, match="brightness must be >= 0"):
+        augment.color_jitter(brightness=-0.1)
+
+
+def test_photo_augmentations_per_class_share_one_draw():
+    same = jnp.broadcast_to(RGB[:, :1], RGB.shape)  # every example of a class the same image
+    crop, jitter = augment.random_resized_crop(per="class"), augment.color_jitter(brightness=0.5, contrast=0.5,
+                                                                                   saturation=0.5, per="class")
+    by_class = jax.jit(lambda k: (crop(k, same), jitter(k, same),
+                                  augment.random_resized_crop(per="example")(k, same)))(jax.random.key(2))
+    for out in map(np.asarray, by_class[:2]):
+        for c in range(3):
+            for i in range(1, 4):
+                np.testing.assert_array_equal(out[c, i], out[c, 0])
+        assert not np.allclose(out[0, 0], np.asarray(same[0, 0]))  # ... and it does change them
+    per_example = np.asarray(by_class[2])
+    assert not np.allclose(per_example[0, 1], per_example[0, 0])
+
+
+def test_photo_augmentation_arguments():
+    with pytest.raises(ValueError, match=r"scale=\(0.0, 1.0\)"):
+        augment.random_resized_crop(scale=(0.0, 1.0))
+    with pytest.raises(ValueError, match=r"ratio=\(2.0, 1.0\)"):
+        augment.random_resized_crop(ratio=(2.0, 1.0))
+    with pytest.raises(ValueError, match="per='batch'"):
+        augment.color_jitter(per="batch")

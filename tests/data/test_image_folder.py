@@ -158,3 +158,79 @@ def test_invert_option_and_rgb(root, tmp_path):
     (tmp_path / "data.csv").write_text("text,label\n")
     with pytest.raises(NotADirectoryError, match="is a file"):
         image_folder(tmp_path / "data.csv")
+
+
+PRESPLIT = {"train": ["a0", "a1", "a2"], "val": ["b0", "b1"], "test": ["c0", "c1"]}
+
+
+@pytest.fixture
+def presplit_root(tmp_path):
+    """root/<split>/<class>/<image>, RGB of mixed sizes (miniImageNet's distributed layout)."""
+    rng = np.random.default_rng(0)
+    for split, names in PRESPLIT.items():
+        for name in names:
+            (tmp_path / split / name).mkdir(parents=True)
+            for i, (h, w) in enumerate([(10, 12), (7, 7), (16, 9)]):
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+                    tmp_path / split / name / f"{i}.{'png' if i % 2 else 'jpg'}")
+    return tmp_path
+
+
+def test_presplit_folder_reads_each_split_from_its_own_folder(presplit_root):
+    from fewjax.data import split_folders
+
+    assert split_folders(presplit_root) == {s: presplit_root / s for s in PRESPLIT}
+    sources = {s: image_folder(presplit_root, split=s, image_size=8) for s in PRESPLIT}
+    for s, src in sources.items():
+        assert src.class_names == tuple(PRESPLIT[s])  # exactly that split's folders, nothing partitioned
+        assert src.example_shape == (8, 8, 3) and src.dtype == np.uint8
+        np.testing.assert_array_equal(src.counts, [3] * len(PRESPLIT[s]))  # every size resized, none dropped
+    names = [set(src.class_names) for src in sources.values()]
+    assert not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])
+    rect = image_folder(presplit_root, split="val", image_size=(6, 10))
+    assert rect.example_shape == (6, 10, 3)
+    with pytest.raises(ValueError, match="mixed sizes"):
+        image_folder(presplit_root, split="train")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # RGB photos are never inverted, nothing to warn about
+        image_folder(presplit_root, split="test", image_size=8)
+
+
+def test_presplit_folder_errors(presplit_root):
+    with pytest.raises(ValueError, match=r"pre-split.*pass split="):
+        image_folder(presplit_root, image_size=8)
+    with pytest.raises(ValueError, match=r"drop split_files / partition"):
+        image_folder(presplit_root, split="train", partition={"train": 0.5, "val": 0.5}, image_size=8)
+    (presplit_root / "test").rename(presplit_root / "elsewhere")
+    with pytest.raises(ValueError, match=r"has train/, val/ but no test/: a pre-split image folder needs all"):
+        image_folder(presplit_root, split="train", image_size=8)
+    (presplit_root / "val").rename(presplit_root / "val_old")
+    with pytest.raises(ValueError, match=r"has train/ but no val/, test/"):
+        image_folder(presplit_root, split="train", image_size=8)
+
+
+def test_presplit_overlapping_classes_warn(presplit_root):
+    from fewjax.data import split_folders
+
+    (presplit_root / "test" / "a0").mkdir()
+    with pytest.warns(RuntimeWarning, match=r"in both train/ and test/ \(e.g. 'a0'\)"):
+        split_folders(presplit_root)
+
+
+def test_make_source_reads_a_presplit_data_dir(presplit_root, image_root):
+    from fewjax.experiment.config import base_config
+    from fewjax.experiment.data import make_source
+
+    config = base_config()
+    config.dataset, config.data_dir, config.image_size = "image_folder", str(presplit_root), 8
+    for s, names in PRESPLIT.items():
+        src = make_source(config, s)
+        assert src.class_names == tuple(names) and src.example_shape == (8, 8, 3)
+    assert make_source(config, "test", data_path=str(presplit_root)).class_names == tuple(PRESPLIT["test"])
+    config.data_dir = str(image_root)  # flat: the seeded partition, as before
+    flat = {s: set(make_source(config, s).class_names) for s in PRESPLIT}
+    assert [len(v) for v in flat.values()] == [16, 4, 4] and len(set.union(*flat.values())) == 24
+    (presplit_root / "val").rename(presplit_root / "validation")
+    config.data_dir = str(presplit_root)
+    with pytest.raises(ValueError, match=r"config.data_dir=.*has train/, test/ but no val/"):
+        make_source(config, "train")
