@@ -9,11 +9,14 @@ import jax
 
 
 def describe(config, *, split, checkpoint, step, result) -> dict:
-    """The evaluation record every command prints: what was evaluated, on what, and the score."""
+    """The evaluation record every command prints: what was evaluated, on what, and the score; beside the score,
+    `published` (the config's published result for this setting) when the config names one."""
+    published = config.get("published", "") if split == "test" else ""
     return {
         "method": config.method, "dataset": config.dataset, "split": split, "ways": config.test_ways,
         "shots": config.test_shots, "queries": config.test_queries, "checkpoint": checkpoint, "step": int(step),
         **({"within_alphabet": True} if config.within_alphabet and split == "test" else {}), **result,
+        **({"published": published} if published else {}),
     }
 
 
