@@ -36,13 +36,14 @@ from fewjax.placement import (batch_sharding, make_mesh, process_task_indices, r
 from fewjax.experiment.checkpoint import Checkpoints
 from fewjax.train.lock import hold_workdir
 from fewjax.train.metrics import MetricWriter
+from fewjax.train.progress import FinishedSteps
 from fewjax.train.step import make_train_step
 
 logger = logging.getLogger(__name__)
 
 RUNTIME_KEYS = {"total_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "val_episodes",
                 "test_episodes", "eval_batch_size", "data_dir", "steps_per_call", "fsdp", "early_stop_patience",
-                "within_alphabet", "task_loop", "model.conv_grad"}
+                "within_alphabet", "task_loop", "model.conv_grad", "published"}
 """Keys a resumed run may change (schedule, evaluation, placement, and how the backend computes the same values);
 any other difference means the workdir belongs to another experiment. `total_steps` is one of them unless the
 learning rate decays over it (`optim.schedule` cosine or linear): there a longer run is another schedule."""
@@ -135,17 +136,20 @@ def _train_and_evaluate(config, workdir: Path, *, progress: bool) -> dict:
     try:
         with stop, tqdm(total=config.total_steps, initial=step, desc="train", unit="step",
                         disable=not progress or jax.process_index() != 0) as bar:
+            finished = FinishedSteps(bar)
             while step < config.total_steps and not early.stopped(step):
                 state, metrics = run.step_fn(state, run.next_input())
                 step += config.steps_per_call
-                bar.update(config.steps_per_call)
+                finished.dispatched(config.steps_per_call, jax.tree.leaves(metrics)[0])
                 last = step >= config.total_steps
                 if step % config.log_every == 0 or last or stop.requested:
+                    finished.drain()
                     logged = _check_finite(state, jax.device_get(metrics), ckpts)
                     writer.write(step, logged, prefix="train")
                     bar.set_postfix({k: f"{logged[k]:.4f}" for k in ("loss", "accuracy") if k in logged})
                 val = None
                 if step % config.eval_every == 0 or last:
+                    finished.drain()
                     val = {val_key: run.validate(state.params)[metric]}
                     if state.ema_params is not None:
                         val[f"val_ema_{metric}"] = run.validate(state.ema_params)[metric]
