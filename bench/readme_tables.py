@@ -8,6 +8,8 @@ Sections (between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in README.md):
 - text: few-shot text, from bench/results/text_fewshot.jsonl (bench/text_fewshot.py)
 - data: sampler throughput, from bench/results/data_throughput.json (bench/data_throughput.py)
 - imaml_memory: planned memory against inner steps, from bench/results/imaml_memory.jsonl (bench/imaml_memory.py)
+- setfit: fewjax's SetFit-style method and frozen ProtoNet beside the SetFit library on the same exported episodes,
+  from bench/results/setfit_side_by_side.jsonl and setfit_peer.jsonl (bench/peers_text/)
 - mamlpp_ablation: MAML++'s changes one at a time, from bench/results/mamlpp_ablation.jsonl
   (bench/mamlpp_ablation.py)
 """
@@ -59,6 +61,20 @@ def imaml_memory_table() -> str:
     return "\n".join(out)
 
 
+def setfit_table() -> str:
+    peer = jsonl("setfit_peer.jsonl")
+    ours = jsonl("setfit_side_by_side.jsonl")
+    if not peer or not ours:
+        return "(no setfit_peer.jsonl / setfit_side_by_side.jsonl yet: bench/peers_text/README.md)"
+    out = ["| implementation | preset | episodes | accuracy (%) ± ci95 | s / episode | load |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for r in ours + peer:
+        load = r.get("load_average_1m", (r.get("loadavg_end") or [float("nan")])[0])
+        out.append(f"| {r['impl']} | {r['preset']} | {r['episodes']} | {100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f} | "
+                   f"{r['seconds_per_episode']:.1f} | {float(load):.1f} |")
+    return "\n".join(out)
+
+
 def replace(text: str, name: str, body: str) -> str:
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     if begin not in text:
@@ -73,7 +89,7 @@ def main() -> None:
     text = readme.read_text()
     for name, make in (("reproduction", reproduce.table), ("lake", reproduce.lake_table), ("text", text_table),
                        ("data", data_table), ("imaml_memory", imaml_memory_table),
-                       ("mamlpp_ablation", mamlpp_ablation.table)):
+                       ("mamlpp_ablation", mamlpp_ablation.table), ("setfit", setfit_table)):
         body = make()
         print(f"## {name}\n{body}\n")
         text = replace(text, name, body)
