@@ -131,3 +131,20 @@ def test_reproduce_records_finished_and_partial_runs(tmp_path, monkeypatch):
     first, second = [json.loads(line) for line in (tmp_path / "reproduction.jsonl").read_text().splitlines()]
     assert first["trained_steps"] == second["trained_steps"] == 4 and first["setting"] == "1w5s"
     assert first["partial"] is False and second["partial"] is True and first["segments"] == 1
+
+
+def test_mamlpp_ablation_scales_the_schedule_and_tables_against_maml(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench import mamlpp_ablation as ab
+
+    args = ab.train_args("+lslr", 400)
+    assert "--config.total_steps=400" in args and "--config.mamlpp.epoch_steps=4" in args
+    assert "--config.mamlpp.lslr=True" in args and "--config.mamlpp.per_step_bn=False" in args
+    assert not any(a.startswith("--config.mamlpp") for a in ab.train_args("mamlpp", 400) if "epoch_steps" not in a)
+    path = tmp_path / "ablation.jsonl"
+    row = dict(trained_steps=200, ci95=0.007, seconds_per_step=10.0, train_load_average=7.0, commit="abc")
+    path.write_text("".join(json.dumps({**row, "variant": v, "accuracy": a}) + "\n"
+                            for v, a in (("maml", 0.80), ("+lslr", 0.81), ("maml", 0.82))))
+    lines = ab.table(path).splitlines()
+    assert lines[2].startswith("| maml | 82.00 ± 0.70 |")  # a variant measured again: its latest row
+    assert lines[3].startswith("| +lslr | 81.00 ± 0.70 | -1.00 |")
