@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fewjax.kernels._episodic import at_least_f32
+from fewjax.kernels._episodic import at_least_f32, normalize
 from fewjax.types import Batch, EmbedFn, Params
 
 
@@ -47,7 +47,7 @@ def setfit_loss(embed_fn: EmbedFn, params: Params, batch: Batch, *, balance: boo
         raise ValueError(f"setfit_loss: batch.y must be [n] labels with n >= 2 (pairs need two examples); got shape "
                          f"{batch.y.shape}.")
     e = at_least_f32(embed_fn(params, batch.x))
-    e = e / jnp.sqrt(jnp.sum(e * e, axis=-1, keepdims=True) + eps)
+    e = normalize(e, eps)
     i, j = np.triu_indices(n, k=1)
     cos = jnp.sum(e[i] * e[j], axis=-1)
     same = (batch.y[i] == batch.y[j]).astype(cos.dtype)
