@@ -2,8 +2,11 @@
 
 Episodes are drawn by the sampler from `seed` alone (see `EpisodeSampler.eval_set`), so every run, method and
 checkpoint is scored on the same tasks. They are evaluated in vmapped, jitted batches of `batch_size` (the last
-batch is padded to the same shape, so one program serves all), prepared on a background thread. The 95%
-confidence interval is `1.96 * std / sqrt(n)` with the sample standard deviation over episodes.
+batch is padded to the same shape, so one program serves all), prepared on a background thread. A batch whose
+compiled program would need more than `memory_mb` (XLA's own plan: arguments, outputs and temporaries) is made
+smaller before anything runs, so a 20-way test does not hold thousands of images' activations at once; the
+episodes, and so the result, do not depend on the batch size. The 95% confidence interval is
+`1.96 * std / sqrt(n)` with the sample standard deviation over episodes.
 
 Example:
     >>> import functools, jax, numpy as np, fewjax
@@ -20,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from typing import Callable
 
@@ -30,6 +34,9 @@ from tqdm.auto import tqdm
 from fewjax.data.pipeline import prefetch
 from fewjax.placement import batch_sharding, fetch, map_per_device
 
+EVAL_MEMORY_MB = 1024
+"""Default bound on one evaluation batch's planned memory, per device: a 20-way conv4 test stays under 2 GB of
+process memory on the CPU, and batches of 5-way episodes are not cut at all."""
 VAL_SEED = 1_000_003
 """Seed of the validation episodes: fixed, and used by no training run."""
 TEST_SEED = 2_000_003
@@ -48,6 +55,7 @@ def evaluate(
     mesh=None,
     jitted: Callable | None = None,
     progress: bool = False,
+    memory_mb: float = EVAL_MEMORY_MB,
 ) -> dict:
     """Scores `params` on `num_episodes` seeded episodes of `sampler`.
 
@@ -62,27 +70,41 @@ def evaluate(
         one-device program. Every process passes the same episodes.
       jitted: a jitted `eval_fn` to reuse across calls (validation during training); built when None.
       progress: show a progress bar.
+      memory_mb: the most memory one batch's program may plan for, per device; `batch_size` is lowered (to
+        the largest batch whose planned memory fits, at least one episode per device) when it needs more.
 
     Returns:
-      `{metric, "ci95", "std", "episodes", "seconds"}` (floats; ci95 = 1.96 * std / sqrt(n)).
+      `{metric, "ci95", "std", "episodes", "seconds", "batch_size"}` (ci95 = 1.96 * std / sqrt(n); batch_size:
+      the episodes per call that ran, after the memory bound).
     """
-    if num_episodes < 1 or batch_size < 1:
-        raise ValueError(f"evaluate: num_episodes={num_episodes} and batch_size={batch_size} must be >= 1.")
+    if num_episodes < 1 or batch_size < 1 or not memory_mb > 0:
+        raise ValueError(f"evaluate: num_episodes={num_episodes}, batch_size={batch_size} and "
+                         f"memory_mb={memory_mb} must be positive.")
     batch_size = min(batch_size, num_episodes)
+    devices = 1 if mesh is None else mesh.size
     if mesh is not None:
-        batch_size = -(-batch_size // mesh.size) * mesh.size
+        batch_size = -(-batch_size // devices) * devices
         place = lambda t: jax.device_put(t, batch_sharding(mesh))  # noqa: E731
         run = _per_device(jitted or eval_fn, mesh)
     else:
         place = jax.device_put
         run = jitted or jax.jit(eval_fn)
     start = time.perf_counter()
+    while True:
+        chunks = (_pad(t, batch_size) for t in sampler.eval_batches(num_episodes, seed=seed, batch_size=batch_size))
+        first = next(chunks)
+        program = _compiled(run, (jitted or eval_fn, mesh), params, place(first[0]))
+        planned = _planned_mb(program)
+        if planned <= memory_mb or batch_size == devices:
+            break
+        per_device = batch_size // devices
+        fits = max(int(memory_mb / (planned / per_device)), 1)  # planned memory grows at most linearly in episodes
+        batch_size = min(fits, per_device - 1) * devices
     values = []
-    chunks = (_pad(t, batch_size) for t in sampler.eval_batches(num_episodes, seed=seed, batch_size=batch_size))
-    with prefetch(chunks, size=2) as batches, tqdm(total=num_episodes, desc="evaluate", disable=not progress,
-                                                   unit="episode") as bar:
+    with prefetch(itertools.chain([first], chunks), size=2) as batches, \
+            tqdm(total=num_episodes, desc="evaluate", disable=not progress, unit="episode") as bar:
         for tasks, n in batches:
-            out = run(params, place(tasks))
+            out = program(params, place(tasks))
             if metric not in out:
                 raise ValueError(f"evaluate: metric={metric!r} is not among the method's metrics {sorted(out)}.")
             values.append(fetch(out[metric])[:n])
@@ -95,7 +117,31 @@ def evaluate(
         "std": std,
         "episodes": int(v.size),
         "seconds": time.perf_counter() - start,
+        "batch_size": batch_size,
     }
+
+
+_PROGRAMS: dict = {}
+
+
+def _compiled(run, name, params, tasks):
+    """`run` compiled for these shapes and placements, kept under `name` across calls (validation reuses it)."""
+    leaves, tree = jax.tree.flatten((params, tasks))
+    key = (name, tree, tuple((x.shape, x.dtype, getattr(x, "sharding", None)) for x in leaves))
+    if key not in _PROGRAMS:
+        if len(_PROGRAMS) >= 16:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+        _PROGRAMS[key] = run.lower(params, tasks).compile()
+    return _PROGRAMS[key]
+
+
+def _planned_mb(program) -> float:
+    """XLA's planned memory of a compiled program, per device, in MB (0 where the backend does not say)."""
+    m = program.memory_analysis()
+    if m is None:
+        return 0.0
+    return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+            - m.alias_size_in_bytes) / 2**20
 
 
 @functools.lru_cache(maxsize=8)

@@ -7,7 +7,7 @@ import logging
 import re
 from pathlib import Path
 
-from fewjax.eval.evaluate import TEST_SEED, VAL_SEED, evaluate
+from fewjax.eval.evaluate import EVAL_MEMORY_MB, TEST_SEED, VAL_SEED, evaluate
 from fewjax.experiment.config import FlagError
 from fewjax.experiment.data import make_sampler
 from fewjax.experiment.load import load
@@ -43,6 +43,7 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
         sampler = make_sampler(config, f.split, seed=seed, data_path=f.data, invert=invert)
     metric = "loss" if config.dataset == "sinusoid" and not f.data else "accuracy"
     result = evaluate(run.method.evaluate, run.params, sampler, num_episodes=f.episodes, batch_size=f.batch_size,
+                      memory_mb=getattr(f, "memory_mb", EVAL_MEMORY_MB),
                       seed=seed, metric=metric, progress=True)
     record = describe(config, split=f.split, checkpoint=run.checkpoint, step=run.step, result=result)
     record["data"] = f.data or config.dataset

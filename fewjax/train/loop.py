@@ -42,8 +42,8 @@ from fewjax.train.step import make_train_step
 logger = logging.getLogger(__name__)
 
 RUNTIME_KEYS = {"total_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "val_episodes",
-                "test_episodes", "eval_batch_size", "data_dir", "steps_per_call", "fsdp", "early_stop_patience",
-                "within_alphabet", "task_loop", "model.conv_grad", "published"}
+                "test_episodes", "eval_batch_size", "eval_memory_mb", "data_dir", "steps_per_call", "fsdp",
+                "early_stop_patience", "within_alphabet", "task_loop", "model.conv_grad", "published"}
 """Keys a resumed run may change (schedule, evaluation, placement, and how the backend computes the same values);
 any other difference means the workdir belongs to another experiment. `total_steps` is one of them unless the
 learning rate decays over it (`optim.schedule` cosine or linear): there a longer run is another schedule."""
@@ -118,7 +118,8 @@ def _build(config, ckpts: Checkpoints) -> _Run:
     eval_jit = jax.jit(method.evaluate)
     metric = "loss" if config.dataset == "sinusoid" else "accuracy"
     validate_now = functools.partial(evaluate, method.evaluate, sampler=val_sampler, num_episodes=config.val_episodes,
-                                     batch_size=config.eval_batch_size, seed=VAL_SEED, metric=metric, jitted=eval_jit,
+                                     batch_size=config.eval_batch_size, memory_mb=config.eval_memory_mb, seed=VAL_SEED,
+                                     metric=metric, jitted=eval_jit,
                                      mesh=mesh if mesh.size > 1 else None)
     return _Run(method, state, step_fn, next_input, validate_now, eval_jit, mesh, metric, resumed_metrics)
 
@@ -183,7 +184,8 @@ def final_test(config, workdir, ckpts, state, method, eval_jit, mesh, metric, *,
     state, info = ckpts.restore(state, step=which)  # the loop always leaves at least one checkpoint
     test_sampler = make_sampler(config, "test", seed=TEST_SEED)
     result = evaluate(method.evaluate, state.params, test_sampler, num_episodes=config.test_episodes,
-                      batch_size=config.eval_batch_size, seed=TEST_SEED, metric=metric, jitted=eval_jit,
+                      batch_size=config.eval_batch_size, memory_mb=config.eval_memory_mb, seed=TEST_SEED,
+                      metric=metric, jitted=eval_jit,
                       mesh=mesh if mesh.size > 1 else None, progress=progress)
     record = describe(config, split="test", checkpoint=which, step=info["step"], result=result)
     write_json(workdir / "eval_test.json", record)

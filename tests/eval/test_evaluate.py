@@ -1,3 +1,6 @@
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -51,3 +54,24 @@ def test_unknown_metric_and_bad_sizes_are_clear_errors(sampler):
         fewjax.evaluate(scripted_eval, None, sampler, num_episodes=5, batch_size=5, metric="loss")
     with pytest.raises(ValueError, match="num_episodes=0"):
         fewjax.evaluate(scripted_eval, None, sampler, num_episodes=0)
+    with pytest.raises(ValueError, match="memory_mb=0"):
+        fewjax.evaluate(scripted_eval, None, sampler, num_episodes=5, memory_mb=0)
+
+
+def test_batches_that_need_more_memory_than_allowed_are_made_smaller_with_the_same_result():
+    rng = np.random.default_rng(0)
+    source = ArraySource(rng.normal(size=(400, 16)).astype(np.float32), np.arange(400) % 40,
+                         [str(i) for i in range(40)])
+    wide = episodes(source, ways=20, shots=1, queries=5, seed=0)
+    kernel = functools.partial(fewjax.protonet_loss, lambda w, x: jnp.tanh(x @ w), ways=20)
+    eval_fn = jax.jit(lambda w, tasks: jax.vmap(lambda t: kernel(w, t)[1])(tasks))
+    w = jnp.asarray(rng.normal(size=(16, 2048)).astype(np.float32))
+    whole = fewjax.evaluate(eval_fn, w, wide, num_episodes=40, batch_size=40, memory_mb=1024)
+    bounded = fewjax.evaluate(eval_fn, w, wide, num_episodes=40, batch_size=40, memory_mb=2)
+    assert whole["batch_size"] == 40 and 1 <= bounded["batch_size"] < 40
+    assert (bounded["accuracy"], bounded["std"]) == (whole["accuracy"], whole["std"])
+    one = jax.tree.map(lambda a: jax.ShapeDtypeStruct((bounded["batch_size"],) + a.shape[1:], a.dtype),
+                       wide.eval_set(1, seed=0))
+    m = eval_fn.lower(w, one).compile().memory_analysis()
+    planned = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+    assert planned <= 2 * 2**20 or bounded["batch_size"] == 1
