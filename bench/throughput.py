@@ -8,8 +8,9 @@ time of `--steps` timed steps after `--warmup` steps, each waiting for its loss.
 buffer assignment for one step (arguments + outputs + temporaries - donated aliases, from
 `compiled.memory_analysis()`); `step_rss_delta_mb` is the process peak RSS during the steps (VmHWM reset after
 compiling) minus the RSS before them; `peak_rss_mb` is the whole process's peak (compiler included).
-W5: 600 seeded 5-way 1-shot Omniglot test episodes through `fewjax.eval.evaluate` (vmapped batches of 50),
-MAML (3 inner steps) and ProtoNet, random (untrained) params, seconds end to end with compile included.
+W5: 600 seeded 1-shot Omniglot test episodes through `fewjax.eval.evaluate` (vmapped batches of at most 50),
+5-way MAML (3 inner steps) and ProtoNet, then 20-way ProtoNet with the default memory bound and without one;
+random (untrained) params, seconds end to end with compile included, and the peak RSS of each evaluation.
 W6: XLA's planned memory of one second-order MAML step against inner steps (1, 5, 10, 20), with and without
 remat (compiled, not executed).
 Results are appended to `bench/results/fewjax_<platform>.jsonl` (or `--out`).
@@ -57,33 +58,41 @@ def bench_step(name: str, *, steps: int, warmup: int, tasks: int | None = None, 
 
 
 def bench_eval(*, episodes: int = 600, batch_size: int = 50, overrides: dict | None = None) -> list[dict]:
-    """W5: seconds to evaluate `episodes` 5-way 1-shot test episodes, compile included, for MAML and ProtoNet."""
+    """W5: seconds to evaluate `episodes` test episodes, compile included: 5-way 1-shot MAML and ProtoNet, then
+    20-way 1-shot ProtoNet with the default memory bound and without one (peak RSS of each evaluation alone)."""
     from fewjax.data import episodes as make_episodes
     from fewjax.data import omniglot
-    from fewjax.eval.evaluate import evaluate
+    from fewjax.eval.evaluate import EVAL_MEMORY_MB, evaluate
     from fewjax.methods import build_method
 
     t0 = time.perf_counter()
     data_dir = SHARED / "data" / "omniglot"
     source = omniglot("test", data_dir=data_dir, download=False, progress=False)
     load_s = time.perf_counter() - t0
-    sampler = make_episodes(source, ways=5, shots=1, queries=15, seed=0)
     out = []
-    for method_name in ("maml", "protonet"):
+    for method_name, ways, memory_mb in (("maml", 5, EVAL_MEMORY_MB), ("protonet", 5, EVAL_MEMORY_MB),
+                                         ("protonet", 20, EVAL_MEMORY_MB), ("protonet", 20, 1e9)):
+        sampler = make_episodes(source, ways=ways, shots=1, queries=15, seed=0)
         c = trainer_config(WORKLOADS["W1" if method_name == "maml" else "W4"], overrides=overrides)
-        c.test_ways, c.test_shots, c.test_queries, c.eval_inner_steps = 5, 1, 15, 3
+        c.test_ways, c.test_shots, c.test_queries, c.eval_inner_steps = ways, 1, 15, 3
         method = build_method(c)
         params = method.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+        before, reset = rss_mb(), reset_peak_rss()
         start = time.perf_counter()
-        result = evaluate(method.evaluate, params, sampler, num_episodes=episodes, batch_size=batch_size)
+        result = evaluate(method.evaluate, params, sampler, num_episodes=episodes, batch_size=batch_size,
+                          memory_mb=memory_mb)
         seconds = time.perf_counter() - start
-        out.append(dict(impl="fewjax (fewjax.eval.evaluate)", workload="W5", method=method_name,
-                        episodes=result["episodes"], batch_size=batch_size, seconds=round(seconds, 2),
+        out.append(dict(impl="fewjax (fewjax.eval.evaluate)", workload="W5", method=method_name, ways=ways,
+                        episodes=result["episodes"], batch_size=result["batch_size"],
+                        memory_mb=memory_mb if memory_mb < 1e9 else None, seconds=round(seconds, 2),
                         episodes_per_s=round(result["episodes"] / seconds, 2),
                         inner_steps=3 if method_name == "maml" else None,
                         accuracy_untrained=round(result["accuracy"], 4), omniglot_load_s=round(load_s, 2),
+                        eval_peak_rss_mb=round(peak_rss_mb(), 1) if reset else None,
+                        rss_before_mb=round(before, 1) if before else None,
                         peak_rss_mb=round(peak_rss_mb() or 0.0, 1),
-                        notes="compile included; Omniglot decode (omniglot_load_s) excluded"))
+                        notes="compile included; Omniglot decode (omniglot_load_s) excluded; eval_peak_rss_mb: "
+                              "the process's peak RSS during this evaluation (VmHWM reset before it)"))
     return out
 
 

@@ -20,7 +20,7 @@ class _Flags:
         flags.DEFINE_enum("split", "test", ["test", "val"], "Which classes to evaluate on.")
         flags.DEFINE_integer("episodes", 600, "Number of episodes.")
         flags.DEFINE_integer("batch_size", 50, "Episodes per vmapped batch (at most; see --memory_mb).")
-        flags.DEFINE_float("memory_mb", 1024, "Fewer episodes per batch when one batch's compiled program would "
+        flags.DEFINE_float("memory_mb", 768, "Fewer episodes per batch when one batch's compiled program would "
                            "plan for more memory than this, per device.")
         flags.DEFINE_integer("ways", None, "Override the test ways.")
         flags.DEFINE_integer("shots", None, "Override the test shots.")

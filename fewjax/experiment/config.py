@@ -62,7 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.val_episodes = 200
     c.test_episodes = 600
     c.eval_batch_size = 50
-    c.eval_memory_mb = 1024  # episodes per evaluation call are cut until one call's planned memory fits (per device)
+    c.eval_memory_mb = 768  # episodes per evaluation call are cut until one call's planned memory fits (per device)
     c.published = ""  # the published result of this setting, printed and recorded beside the measured accuracy
 
     c.model = ml_collections.ConfigDict()
