@@ -6,7 +6,9 @@ Run:   PYTHONPATH=. python bench/text_fewshot.py [--steps 30] [--episodes 100] [
 Methods: `frozen` (ProtoNet on the pretrained encoder, total_steps=0: the baseline), `protonet` (meta-trained end
 to end), `anil`, `fomaml`, `finetune` (per-episode fine-tuning, no meta-training),
 `setfit` (SetFit-style per-episode contrastive fine-tuning and a logistic head; configs/text_setfit.py),
-`setfit_meta` (the same after ProtoNet meta-training of the encoder for --steps), `distill` (the encoder's first 2 layers
+`setfit_meta` (the same after ProtoNet meta-training of the encoder for --steps), `prompt` / `prompt_random` /
+`prompt_meta` (prompt tuning of the frozen encoder per episode from a vocabulary, random or, after --steps of
+first-order MAML over the training classes, meta-learned start; configs/text_prompt.py), `distill` (the encoder's first 2 layers
 distilled from all 6 on the training episodes; configs/text_distill.py), each from its configs/text_*.py
 preset with the schedule shortened for a 2-core CPU (--steps, --meta_batch_size, --episodes, --test_queries;
 FOMAML uses --fomaml_inner_steps inner steps). Every row goes to bench/results/text_fewshot.jsonl as it finishes
@@ -35,7 +37,8 @@ from fewjax.train import train_and_evaluate  # noqa: E402
 SHARED = Path(os.environ.get("FEWJAX_SHARED", ROOT / ".." / "shared"))
 CONFIG_OF = {"frozen": "text_protonet", "protonet": "text_protonet", "anil": "text_maml", "fomaml": "text_maml",
              "finetune": "text_finetune", "distill": "text_distill", "setfit": "text_setfit",
-             "setfit_meta": "text_setfit"}
+             "setfit_meta": "text_setfit", "prompt": "text_prompt", "prompt_random": "text_prompt",
+             "prompt_meta": "text_prompt"}
 
 
 def load_config(method: str, preset: str):
@@ -45,6 +48,8 @@ def load_config(method: str, preset: str):
     c = module.get_config(preset)
     if method == "fomaml":
         c.method = "fomaml"
+    if method == "prompt_random":
+        c.text.prompt_init = "random"
     return c
 
 
@@ -53,7 +58,7 @@ def run_one(method: str, preset: str, args) -> dict:
     c.text.model, c.data_dir = args.model, args.data_dir
     c.test_episodes, c.test_queries, c.eval_batch_size = args.episodes, args.test_queries, args.eval_batch_size
     c.meta_batch_size = args.meta_batch_size
-    steps = (0 if method in ("frozen", "finetune", "setfit") else
+    steps = (0 if method in ("frozen", "finetune", "setfit", "prompt", "prompt_random") else
              args.fomaml_steps if method == "fomaml" else args.steps)
     if method == "fomaml":
         c.inner_steps = c.eval_inner_steps = args.fomaml_inner_steps
@@ -69,7 +74,8 @@ def run_one(method: str, preset: str, args) -> dict:
             "test_queries": c.test_queries, "train_steps": steps, "meta_batch_size": c.meta_batch_size,
             "inner_steps": c.inner_steps if method in ("anil", "fomaml") else None,
             "eval_inner_steps": c.eval_inner_steps if method in ("anil", "fomaml", "finetune", "setfit",
-                                                                 "setfit_meta") else None,
+                                                                 "setfit_meta", "prompt", "prompt_random",
+                                                                 "prompt_meta") else None,
             "train_seconds": round(total - record["seconds"], 1), "eval_seconds": round(record["seconds"], 1),
             "model": Path(args.model).name, "max_length": c.text.max_length, "backend": jax.default_backend(),
             "cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}

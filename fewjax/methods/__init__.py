@@ -19,7 +19,7 @@ import copy
 import jax
 
 from fewjax.methods import (imaml, maml, mamlpp, metric, reptile, text_anil, text_distill, text_finetune, text_fomaml,
-                            text_protonet, text_setfit)
+                            text_prompt, text_protonet, text_setfit)
 from fewjax.methods.backbone import build_model
 from fewjax.methods.method import PER_TASK_WEIGHTS, Method, task_chunk_size
 from fewjax.text.datasets import TEXT_DATASETS
@@ -44,6 +44,7 @@ TEXT_METHODS = {
     "finetune": text_finetune.build,
     "distill": text_distill.build,
     "setfit": text_setfit.build,
+    "prompt": text_prompt.build,
 }
 """Methods on a pretrained text encoder (`config.dataset` a text dataset)."""
 

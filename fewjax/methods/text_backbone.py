@@ -5,6 +5,7 @@ from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from fewjax.models.bert import init_classifier_params, make_classifier_loss_fn, make_embed_fn
 from fewjax.text.encoder import fresh_copy, pretrained
@@ -29,3 +30,17 @@ def text_backbone(config) -> TextBackbone:
     kw = dict(pooling=t.pooling, normalize=bool(t.normalize), pad_id=tok.pad_id)
     return TextBackbone(module, params, tok, make_embed_fn(module, **kw),
                         make_classifier_loss_fn(module, logit_scale=float(t.logit_scale), **kw))
+
+
+def prototype_head(features, labels, ways: int) -> dict:
+    """A linear head `{"kernel": [d, ways], "bias"}` whose logits are each example's dot product with every class
+    mean of `features` (the nearest-class-mean classifier on normalised embeddings).
+
+    Example:
+        >>> head = prototype_head(jnp.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]]), jnp.array([0, 0, 1]), 2)
+        >>> head["kernel"].T.tolist()
+        [[2.0, 0.0], [0.0, 2.0]]
+    """
+    onehot = jax.nn.one_hot(labels, ways, dtype=features.dtype)
+    means = (onehot.T @ features) / jnp.maximum(onehot.sum(0), 1.0)[:, None]
+    return {"kernel": means.T, "bias": jnp.zeros((ways,), features.dtype)}

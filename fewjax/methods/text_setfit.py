@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import functools
 
-import jax
 import jax.numpy as jnp
 import optax
 
 import fewjax
 from fewjax.methods.maml import predictor
 from fewjax.methods.method import Method, mean_gradient, one_task_at_a_time
-from fewjax.methods.text_backbone import text_backbone
+from fewjax.methods.text_backbone import prototype_head, text_backbone
 from fewjax.text.encoder import fresh_copy
 
 HEADS = ("logistic", "prototype")
@@ -36,7 +35,7 @@ def build(config) -> Method:
                                steps=config.eval_inner_steps, optimizer=tx, first_order=True, remat=config.remat)
         features = backbone.embed(encoder, support.x)
         if t.setfit_head == "prototype":
-            head = class_means(features, support.y, ways)
+            head = prototype_head(features, support.y, ways)
         else:
             head = fewjax.logistic_head(features, support.y, classes=ways, l2=t.head_l2)
         return {"encoder": encoder, "head": head}
@@ -54,9 +53,3 @@ def build(config) -> Method:
     return Method("setfit", backbone.module, lambda rng, x: fresh_copy(backbone.params), mean_gradient(protonet),
                   one_task_at_a_time(setfit_one), predictor(logits, adapt), embed=backbone.embed, adapt=adapt)
 
-
-def class_means(features, labels, ways: int) -> dict:
-    """The nearest-class-mean head: `features @ kernel` is each example's dot product with every class mean."""
-    onehot = jax.nn.one_hot(labels, ways, dtype=features.dtype)
-    means = (onehot.T @ features) / jnp.maximum(onehot.sum(0), 1.0)[:, None]
-    return {"kernel": means.T, "bias": jnp.zeros((ways,), features.dtype)}

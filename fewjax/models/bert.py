@@ -120,12 +120,18 @@ class BertEmbeddings(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, input_ids, token_type_ids, *, deterministic: bool):
+    def __call__(self, input_ids, token_type_ids, *, deterministic: bool, prompt=None):
         cfg = self.config
         emb = lambda n, name: nn.Embed(n, cfg.hidden_size, dtype=self.dtype, name=name)  # noqa: E731
-        positions = jnp.arange(input_ids.shape[-1])[None, :]
+        words = emb(cfg.vocab_size, "word_embeddings")(input_ids)
+        if prompt is not None:  # soft prompt vectors take the place of words right after the first ([CLS]) token
+            soft = jnp.broadcast_to(prompt.astype(words.dtype), (words.shape[0], *prompt.shape))
+            words = jnp.concatenate([words[:, :1], soft, words[:, 1:]], axis=1)
+            token_type_ids = jnp.concatenate([token_type_ids[:, :1], jnp.zeros(soft.shape[:2], token_type_ids.dtype),
+                                              token_type_ids[:, 1:]], axis=1)
+        positions = jnp.arange(words.shape[1])[None, :]
         x = (
-            emb(cfg.vocab_size, "word_embeddings")(input_ids)
+            words
             + emb(cfg.max_position_embeddings, "position_embeddings")(positions)
             + emb(cfg.type_vocab_size, "token_type_embeddings")(token_type_ids)
         )
@@ -182,7 +188,10 @@ class BertEncoder(nn.Module):
     (1 = real token, 0 = padding; default all ones) is applied to the keys as in
     Hugging Face eager attention. Returns the last hidden state `[B, L, H]`, or
     `(last_hidden_state, pooler_output [B, H])` when `add_pooler`. Dropout
-    (`deterministic=False`) needs a `"dropout"` rng.
+    (`deterministic=False`) needs a `"dropout"` rng. `prompt` `[P, H]`: soft
+    prompt vectors (Lester et al. 2021) inserted after the first token as if they
+    were word embeddings; every token attends to them, and the returned hidden
+    states are those of the input tokens only (still `[B, L, H]`).
     """
 
     config: BertConfig
@@ -191,25 +200,36 @@ class BertEncoder(nn.Module):
     remat: bool = False
 
     @nn.compact
-    def __call__(self, input_ids, *, attention_mask=None, token_type_ids=None, deterministic: bool = True):
+    def __call__(self, input_ids, *, attention_mask=None, token_type_ids=None, deterministic: bool = True,
+                 prompt=None):
         cfg = self.config
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids must be [batch, length] ints; got shape {input_ids.shape}.")
-        if input_ids.shape[1] > cfg.max_position_embeddings:
+        soft = 0 if prompt is None else prompt.shape[0]
+        if prompt is not None and prompt.shape != (soft, cfg.hidden_size):
+            raise ValueError(f"prompt must be [prompt_length, {cfg.hidden_size}] vectors; got shape {prompt.shape}.")
+        if input_ids.shape[1] + soft > cfg.max_position_embeddings:
             raise ValueError(
-                f"sequence length {input_ids.shape[1]} exceeds max_position_embeddings="
+                f"sequence length {input_ids.shape[1]} (+ {soft} prompt vectors) exceeds max_position_embeddings="
                 f"{cfg.max_position_embeddings}; tokenize with a smaller max_length."
             )
         if attention_mask is None:
             attention_mask = jnp.ones_like(input_ids)
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
-        x = BertEmbeddings(cfg, self.dtype, name="embeddings")(input_ids, token_type_ids, deterministic=deterministic)
+        x = BertEmbeddings(cfg, self.dtype, name="embeddings")(input_ids, token_type_ids, deterministic=deterministic,
+                                                               prompt=prompt)
+        if soft:
+            attention_mask = jnp.concatenate([attention_mask[:, :1], jnp.ones((attention_mask.shape[0], soft),
+                                                                              attention_mask.dtype),
+                                              attention_mask[:, 1:]], axis=1)
         # Additive key mask [B, 1, 1, L], as transformers' eager attention builds it.
         mask_bias = ((1.0 - attention_mask.astype(jnp.float32)) * jnp.finfo(jnp.float32).min)[:, None, None, :]
         layer_cls = nn.remat(BertLayer, static_argnums=(3,)) if self.remat else BertLayer
         for i in range(cfg.num_hidden_layers):
             x = layer_cls(cfg, self.dtype, name=f"layer_{i}")(x, mask_bias, deterministic)
+        if soft:
+            x = jnp.concatenate([x[:, :1], x[:, 1 + soft:]], axis=1)
         if not self.add_pooler:
             return x
         pooled = jnp.tanh(nn.Dense(cfg.hidden_size, dtype=self.dtype, name="pooler")(x[:, 0]))
@@ -243,11 +263,13 @@ def pool(hidden: jax.Array, mask: jax.Array, *, kind: str = "mean", normalize: b
 def make_embed_fn(
     module: BertEncoder, *, pooling: str = "mean", normalize: bool = True, pad_id: int = 0
 ) -> Callable[[Any, jax.Array], jax.Array]:
-    """An `embed_fn(params, ids) -> [N, H]` float32 for metric-based kernels.
+    """An `embed_fn(params, ids, prompt=None) -> [N, H]` float32 for metric-based kernels.
 
     `ids` are int token ids `[..., L]` padded with `pad_id` (leading axes are
     flattened and restored); the attention mask is `ids != pad_id`; `params` is
-    the encoder's `"params"` collection. Dropout is off (deterministic).
+    the encoder's `"params"` collection; `prompt`: optional soft prompt vectors
+    `[P, H]` (see `BertEncoder`), pooled over with the text's tokens excluded.
+    Dropout is off (deterministic).
 
     Example:
         >>> cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
@@ -260,11 +282,11 @@ def make_embed_fn(
     if pooling not in ("mean", "cls"):
         raise ValueError(f"pooling={pooling!r} is not one of 'mean', 'cls'.")
 
-    def embed_fn(params, ids):
+    def embed_fn(params, ids, prompt=None):
         lead, length = ids.shape[:-1], ids.shape[-1]
         flat = ids.reshape(-1, length)
         mask = (flat != pad_id).astype(jnp.int32)
-        out = module.apply({"params": params}, flat, attention_mask=mask)
+        out = module.apply({"params": params}, flat, attention_mask=mask, prompt=prompt)
         hidden = out[0] if isinstance(out, tuple) else out
         return pool(hidden, mask, kind=pooling, normalize=normalize).reshape(*lead, -1)
 

@@ -182,3 +182,29 @@ def test_classifier_loss_fn_jits_and_differentiates(minilm):
     for _ in range(30):
         head = jax.tree.map(lambda w, g: w - 1.0 * g, head, step(head, params))
     assert loss_fn({"encoder": params, "head": head}, Batch(ids, labels))[1]["accuracy"] == 1.0
+
+
+def test_soft_prompt_is_exactly_tokens_whose_embeddings_it_holds():
+    cfg = bert.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=32)
+    enc = bert.BertEncoder(cfg)
+    ids = jnp.array([[1, 7, 9, 0], [1, 4, 0, 0]])
+    mask = (ids != 0).astype(jnp.int32)
+    params = enc.init(jax.random.key(0), ids)["params"]
+    plain = enc.apply({"params": params}, ids, attention_mask=mask)
+    empty = enc.apply({"params": params}, ids, attention_mask=mask, prompt=jnp.zeros((0, 16)))
+    np.testing.assert_array_equal(np.asarray(empty), np.asarray(plain))
+    # a prompt holding the word embeddings of tokens 11 and 12 is those tokens inserted after the first one
+    prompt = params["embeddings"]["word_embeddings"]["embedding"][jnp.array([11, 12])]
+    prompted = enc.apply({"params": params}, ids, attention_mask=mask, prompt=prompt)
+    inserted_ids = jnp.concatenate([ids[:, :1], jnp.array([[11, 12], [11, 12]]), ids[:, 1:]], axis=1)
+    inserted = enc.apply({"params": params}, inserted_ids,
+                         attention_mask=jnp.concatenate([mask[:, :1], jnp.ones((2, 2), jnp.int32), mask[:, 1:]], 1))
+    assert prompted.shape == plain.shape
+    keep = np.array([0, 3, 4, 5])  # the input tokens' positions in the longer sequence
+    np.testing.assert_allclose(np.asarray(prompted), np.asarray(inserted)[:, keep], atol=1e-6, rtol=0)
+    embed = bert.make_embed_fn(enc, pad_id=0)
+    grad = jax.grad(lambda p: embed(params, ids, p)[:, 0].sum())(prompt)
+    assert grad.shape == prompt.shape and np.abs(np.asarray(grad)).sum() > 0
+    with pytest.raises(ValueError, match=r"prompt must be \[prompt_length, 16\]"):
+        enc.apply({"params": params}, ids, prompt=jnp.zeros((2, 8)))
