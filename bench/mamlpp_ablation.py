@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reproduce import ROOT, RUNS, commit, hardware, latest_step, train_segment  # noqa: E402
+from reproduce import ROOT, RUNS, train_and_test  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "mamlpp_ablation.jsonl"
 OFF = {"mamlpp.multi_step_loss": False, "mamlpp.per_step_bn": False, "mamlpp.lslr": False,
@@ -51,28 +49,14 @@ def train_args(variant: str, steps: int) -> list[str]:
 
 
 def run(variants: list[str], steps: int, time_limit: float | None) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = {(r["variant"], r["trained_steps"]) for r in records()}
     for variant in variants:
         if (variant, steps) in done:
             print(f"{variant}: measured at {steps} steps already (bench/results/mamlpp_ablation.jsonl)")
             continue
-        workdir = RUNS / "mamlpp_ablation" / variant.lstrip("+")
-        tested = workdir / "eval_test.json"  # train.py's own test of its best checkpoint, 600 episodes
-        if not (tested.exists() and json.loads(tested.read_text())["step"] == steps):
-            code = train_segment(workdir, train_args(variant, steps), env, time_limit=time_limit)
-            if code != 0 or latest_step(workdir) < steps or not tested.exists():
-                sys.exit(f"{variant}: training stopped before step {steps}; run the same command to resume")
-        segments = [json.loads(line) for line in (workdir / "segments.jsonl").read_text().splitlines()]
-        record = json.loads(tested.read_text())
-        # train.py's wall time (compile and validation included), without its final test
-        seconds = sum(s["seconds"] for s in segments) - record["seconds"]
-        record.update(variant=variant, overrides=VARIANTS[variant], trained_steps=steps,
-                      train_wall_seconds=round(seconds, 1),
-                      seconds_per_step=round(seconds / steps, 2),
-                      train_load_average=round(sum(s["load_average_15min"] * s["seconds"] for s in segments)
-                                               / max(seconds, 1e-9), 2),
-                      hardware=hardware(), python=platform.python_version(), commit=commit())
+        record = train_and_test(RUNS / "mamlpp_ablation" / variant.lstrip("+"), train_args(variant, steps), steps,
+                                time_limit=time_limit)
+        record.update(variant=variant, overrides=VARIANTS[variant])
         with open(RESULTS, "a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)

@@ -82,6 +82,27 @@ def train_segment(workdir: Path, train_args: list[str], env: dict, *, time_limit
     return proc.returncode
 
 
+def train_and_test(workdir: Path, train_args: list[str], steps: int, *, time_limit: float | None = None) -> dict:
+    """Trains `workdir` to `steps` (resuming) and returns train.py's own test of it (WORKDIR/eval_test.json: 600
+    episodes, best checkpoint) with the training wall time (compile and validation included, final test excluded),
+    seconds per step and the time-weighted load average over every segment. Exits asking for the same command again
+    when training stopped early (time limit, signal)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    tested = workdir / "eval_test.json"
+    if not (tested.exists() and json.loads(tested.read_text())["step"] == steps):
+        code = train_segment(workdir, train_args, env, time_limit=time_limit)
+        if code != 0 or latest_step(workdir) < steps or not tested.exists():
+            sys.exit(f"{workdir.name}: training stopped before step {steps}; run the same command to resume")
+    segments = [json.loads(line) for line in (workdir / "segments.jsonl").read_text().splitlines()]
+    record = json.loads(tested.read_text())
+    seconds = sum(s["seconds"] for s in segments) - record["seconds"]
+    record.update(trained_steps=steps, train_wall_seconds=round(seconds, 1), seconds_per_step=round(seconds / steps, 2),
+                  train_load_average=round(sum(s["load_average_15min"] * s["seconds"] for s in segments)
+                                           / max(seconds, 1e-9), 2),
+                  hardware=hardware(), python=platform.python_version(), commit=commit())
+    return record
+
+
 def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float | None = None,
         train: bool = True, partial: bool = False) -> None:
     """Trains runs/NAME (unless `train` is False), then evaluates its best checkpoint in every setting of `evals`.

@@ -148,3 +148,20 @@ def test_mamlpp_ablation_scales_the_schedule_and_tables_against_maml(tmp_path):
     lines = ab.table(path).splitlines()
     assert lines[2].startswith("| maml | 82.00 ± 0.70 |")  # a variant measured again: its latest row
     assert lines[3].startswith("| +lslr | 81.00 ± 0.70 | -1.00 |")
+
+
+def test_imaml_accuracy_trains_both_presets_alike_and_tables_them(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench import imaml_accuracy as ia
+
+    maml, imaml = ia.train_args("maml", 300, 8), ia.train_args("imaml", 300, 8)
+    assert maml[1] == "configs/omniglot_maml.py:5w1s" and imaml[1] == "configs/omniglot_imaml.py:5w1s"
+    assert maml[2:] == imaml[2:] and "--config.meta_batch_size=8" in maml and "--config.total_steps=300" in maml
+    path = tmp_path / "imaml_accuracy.jsonl"
+    row = dict(trained_steps=300, meta_batch_size=8, ci95=0.006, seconds_per_step=4.0, train_load_average=5.0,
+               commit="abc")
+    path.write_text("".join(json.dumps({**row, "variant": v, "preset": ia.PRESETS[v], "accuracy": a}) + "\n"
+                            for v, a in (("maml", 0.90), ("imaml", 0.925))))
+    lines = ia.table(path).splitlines()
+    assert lines[2].startswith("| maml (`configs/omniglot_maml.py:5w1s`) | 90.00 ± 0.60 | 300 x 8 |")
+    assert lines[3].startswith("| imaml (`configs/omniglot_imaml.py:5w1s`) | 92.50 ± 0.60 |")

@@ -1,0 +1,86 @@
+"""iMAML beside second-order MAML on Omniglot 5-way 1-shot at equal meta-steps on this machine.
+
+    PYTHONPATH=. python bench/imaml_accuracy.py run [--steps 300] [--meta-batch 8] [--time-limit S]
+    PYTHONPATH=. python bench/imaml_accuracy.py table
+
+Each method runs its own preset (`configs/omniglot_imaml.py:5w1s`: 16 proximal inner steps at 0.1, lambda 2, 5 CG
+steps, stride-2 conv4; `configs/omniglot_maml.py:5w1s`: 1 inner step at 0.4, 3 at test, max-pool conv4) for
+`--steps` meta-steps of `--meta-batch` tasks (both presets use 32; the CPU takes fewer), trained in
+runs/imaml_accuracy/METHOD (the same command resumes) and scored by train.py's own test of its last checkpoint on the
+same 600 test episodes. One JSON line per method goes to bench/results/imaml_accuracy.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reproduce import ROOT, RUNS, train_and_test  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "imaml_accuracy.jsonl"
+PRESETS = {"maml": "configs/omniglot_maml.py:5w1s", "imaml": "configs/omniglot_imaml.py:5w1s"}
+PUBLISHED = {"maml": "98.7 (Finn et al. 2017, 60,000 steps)", "imaml": "99.50 ± 0.26 (Rajeswaran et al. 2019)"}
+
+
+def train_args(method: str, steps: int, meta_batch: int) -> list[str]:
+    return ["--config", PRESETS[method], f"--config.total_steps={steps}", f"--config.meta_batch_size={meta_batch}",
+            f"--config.eval_every={steps}", f"--config.checkpoint_every={max(steps // 4, 1)}",
+            f"--config.log_every={max(steps // 20, 1)}", "--config.val_episodes=100"]
+
+
+def records(path: Path = RESULTS) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def run(methods: list[str], steps: int, meta_batch: int, time_limit: float | None) -> None:
+    done = {(r["variant"], r["trained_steps"], r["meta_batch_size"]) for r in records()}
+    for method in methods:
+        if (method, steps, meta_batch) in done:
+            print(f"{method}: measured at {steps} steps of {meta_batch} tasks already ({RESULTS.name})")
+            continue
+        record = train_and_test(RUNS / "imaml_accuracy" / f"{method}_{steps}x{meta_batch}",
+                                train_args(method, steps, meta_batch), steps, time_limit=time_limit)
+        record.update(variant=method, meta_batch_size=meta_batch, preset=PRESETS[method])
+        with open(RESULTS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(json.dumps(record), flush=True)
+
+
+def table(path: Path = RESULTS) -> str:
+    rows = records(path)
+    if not rows:
+        return "(no bench/results/imaml_accuracy.jsonl yet: `PYTHONPATH=. python bench/imaml_accuracy.py run`)"
+    lines = ["| method (preset) | 5w1s test accuracy (600 episodes) | meta-steps x tasks | wall s/step | load | "
+             "published | commit |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['variant']} (`{r['preset']}`) | {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f} | "
+                     f"{r['trained_steps']:,} x {r['meta_batch_size']} | {r['seconds_per_step']:.2f} | "
+                     f"{r['train_load_average']:.1f} | {PUBLISHED[r['variant']]} | {r['commit']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--steps", type=int, default=300)
+    r.add_argument("--meta-batch", type=int, default=8)
+    r.add_argument("--methods", default="maml,imaml", help=f"comma-separated, of {list(PRESETS)}")
+    r.add_argument("--time-limit", type=float, default=None, help="per method: stop training (checkpoint saved) "
+                   "after this many seconds; the same command continues it")
+    sub.add_parser("table")
+    a = p.parse_args()
+    if a.cmd == "table":
+        print(table())
+        return
+    unknown = [m for m in a.methods.split(",") if m not in PRESETS]
+    if unknown:
+        sys.exit(f"unknown methods {unknown}; choose from {list(PRESETS)}")
+    run(a.methods.split(","), a.steps, a.meta_batch, a.time_limit)
+
+
+if __name__ == "__main__":
+    main()
