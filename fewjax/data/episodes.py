@@ -62,7 +62,8 @@ class DeviceState(NamedTuple):
 
     examples: `[C, max_n, *example_shape]` in the source dtype (zero padded);
     counts: `[C]` int32; log_weights: `[C]` float32 class log-weights (0 =
-    uniform, -inf = never drawn); update it to re-weight without recompiling.
+    uniform, -inf = never drawn); update it to re-weight without recompiling
+    (`fewjax.data.task_sampling` does, step by step, inside the trainer's step).
     """
 
     examples: jax.Array
@@ -261,6 +262,15 @@ class EpisodeSampler:
         Python int n = arange(n)). Task `i` uses key
         `fold_in(fold_in(key(seed), step), i)`.
         """
+        return self.device_sample_with_classes(state, step, task_indices)[0]
+
+    def device_sample_with_classes(self, state: DeviceState, step, task_indices) -> tuple[Task, jax.Array]:
+        """`device_sample(state, step, task_indices)` and the source class of each label, `[B, ways]` int32.
+
+        Row `b`, column `k` is the class whose examples carry label `k` in task
+        `b` (what `fewjax.data.task_sampling` needs to credit a task's loss to
+        its classes). The tasks are exactly those of `device_sample`.
+        """
         if isinstance(task_indices, (int, np.integer)):
             task_indices = jnp.arange(int(task_indices))
         task_indices = jnp.asarray(task_indices)
@@ -268,10 +278,10 @@ class EpisodeSampler:
             raise ValueError(f"task_indices must be 1-D; got shape {task_indices.shape}.")
         base = jax.random.fold_in(jax.random.key(self.seed), step)
         keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(task_indices.astype(jnp.uint32))
-        x = jax.vmap(functools.partial(self._device_task, state))(keys)
-        return self._split(x, task_indices.shape[0], jnp)
+        x, classes = jax.vmap(functools.partial(self._device_task, state))(keys)
+        return self._split(x, task_indices.shape[0], jnp), classes.astype(jnp.int32)
 
-    def _device_task(self, state: DeviceState, key: jax.Array) -> jax.Array:
+    def _device_task(self, state: DeviceState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         k_cls, k_ex, k_aug = jax.random.split(key, 3)
         num_classes, max_n = state.examples.shape[:2]
         # Gumbel top-k = sampling without replacement with probabilities ~ weights, in a random order.
@@ -283,7 +293,7 @@ class EpisodeSampler:
         x = _to_float(state.examples[classes[:, None], examples])  # [ways, n, *shape]
         if self.augment is not None:
             x = self.augment(k_aug, x)
-        return x
+        return x, classes
 
     def __repr__(self) -> str:
         return (f"EpisodeSampler(ways={self.ways}, shots={self.shots}, queries={self.queries}, seed={self.seed}, "

@@ -51,6 +51,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.test_ways, c.test_shots, c.test_queries = 5, 1, 15  # validation and test episodes
     c.meta_batch_size = 32  # global: split over all devices of all processes (must divide by their number)
     c.fsdp = 1  # > 1 splits large parameters (and their optimizer state) over groups of this many devices
+    # Which training classes a task draws: "uniform", or "adaptive": in proportion to a moving average of the losses of
+    # the tasks each class was in (fewjax.data.task_sampling; kept in the checkpoints, so a resume is bit-exact):
+    # p = (1 - floor) * softmax(loss / temperature) + floor / classes; decay weighs a class's old estimate.
+    c.task_sampling = "uniform"
+    c.task_sampling_decay = 0.9
+    c.task_sampling_temperature = 1.0  # in loss units: a class `temperature` harder is drawn e times as often
+    c.task_sampling_floor = 0.1  # the share of draws kept uniform, so that no class starves (1 = uniform)
 
     c.total_steps = 1000
     c.steps_per_call = 1  # training steps per jitted call (lax.scan); the host syncs between calls
@@ -275,6 +282,16 @@ def validate(c: ml_collections.ConfigDict) -> None:
              "MAML++'s inner loop is SGD at its (learned) per-step rates: use sgd")
     need(0.0 <= c.optim.min_lr <= c.optim.lr, "optim.min_lr", c.optim.min_lr, f"must lie in [0, optim.lr={c.optim.lr}]")
     need(0.0 <= c.ema_decay < 1.0, "ema_decay", c.ema_decay, "must lie in [0, 1)")
+    need(c.task_sampling in ("uniform", "adaptive"), "task_sampling", c.task_sampling, "choose uniform or adaptive")
+    if c.task_sampling == "adaptive":
+        need(c.dataset != "sinusoid", "task_sampling", c.task_sampling,
+             "sinusoid regression has no classes to weight: use task_sampling=uniform")
+        need(c.method != "finetune", "task_sampling", c.task_sampling,
+             "finetune has no meta-training (total_steps=0), so no training tasks to sample: use task_sampling=uniform")
+        need(0.0 <= c.task_sampling_decay < 1.0, "task_sampling_decay", c.task_sampling_decay, "must lie in [0, 1)")
+        need(c.task_sampling_temperature > 0, "task_sampling_temperature", c.task_sampling_temperature, "must be > 0")
+        need(0.0 <= c.task_sampling_floor <= 1.0, "task_sampling_floor", c.task_sampling_floor,
+             "must lie in [0, 1] (the share of draws kept uniform)")
     need(not c.within_alphabet or c.dataset == "omniglot", "within_alphabet", c.within_alphabet,
          "within-alphabet episodes need dataset=omniglot (Lake's protocol; train with split=lake on the background "
          "alphabets only)")

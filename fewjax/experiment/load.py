@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from fewjax.experiment.config import base_config, validate
+from fewjax.experiment.data import make_source
 from fewjax.experiment.records import flatten
 from fewjax.experiment.state import init_state, outer_optimizer
 from fewjax.methods import Method, build_method, resolve_platform
@@ -94,7 +95,7 @@ def load(workdir: str | Path, checkpoint: str | int = "best", *, overrides: dict
         config = restored_config(ckpts.read_config(which), overrides)
         method = build_method(config)
         target = init_state(jax.eval_shape(method.init, jax.random.key(0), example_input(config)),
-                            outer_optimizer(config), ema=config.ema_decay > 0)
+                            outer_optimizer(config), ema=config.ema_decay > 0, task_classes=task_classes(config))
         try:
             state, info = ckpts.restore(target, step=which)
         except CorruptCheckpointError as e:
@@ -117,6 +118,12 @@ def restored_config(saved: dict, overrides: dict | None = None):
         (config[section] if section else config)[name] = value
     validate(config)
     return resolve_platform(config)
+
+
+def task_classes(config) -> int | None:
+    """The training split's class count when the run sampled its tasks adaptively (its checkpoints hold a
+    difficulty estimate per class), else None."""
+    return make_source(config, "train").num_classes if config.task_sampling == "adaptive" else None
 
 
 def example_input(config) -> np.ndarray:

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fewjax.data.task_sampling import init_difficulty
 from fewjax.methods.text_distill import FROZEN
 
 
@@ -19,15 +20,20 @@ class TrainState(NamedTuple):
     opt_state: Any
     ema_params: Any  # the exponential moving average of params, or None
     nonfinite_step: jax.Array  # int32 scalar: first step with a non-finite loss, -1 if none
+    sampling: Any = None  # adaptive task sampling's per-class difficulty (fewjax.data.task_sampling), or None
 
 
-def init_state(params, tx: optax.GradientTransformation, *, ema: bool) -> TrainState:
+def init_state(params, tx: optax.GradientTransformation, *, ema: bool, task_classes: int | None = None) -> TrainState:
+    """The state before the first update. `task_classes`: the training split's class count when the run samples
+    its tasks adaptively (`config.task_sampling="adaptive"`): the state then carries each class's difficulty
+    estimate (checkpointed with the rest); None for uniform sampling (no estimate, checkpoints as before)."""
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         opt_state=tx.init(params),
         ema_params=jax.tree.map(jnp.copy, params) if ema else None,
         nonfinite_step=jnp.full((), -1, jnp.int32),
+        sampling=None if task_classes is None else init_difficulty(task_classes),
     )
 
 

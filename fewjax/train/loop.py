@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fewjax.data.pipeline import prefetch
+from fewjax.data.task_sampling import adaptive_sampling
 from fewjax.eval.evaluate import TEST_SEED, VAL_SEED, evaluate
 from fewjax.experiment.config import base_config, validate
 from fewjax.experiment.data import make_sampler
@@ -95,7 +96,10 @@ def _build(config, ckpts: Checkpoints) -> _Run:
     train_sampler = make_sampler(config, "train", seed=config.seed)
     val_sampler = make_sampler(config, "val", seed=VAL_SEED)
     params = method.init(jax.random.key(config.seed), train_sampler.sample(0).support.x)
-    state = init_state(params, tx, ema=config.ema_decay > 0)
+    on_device = train_sampler.fits_on_device
+    task_sampling = adaptive_task_sampling(config, on_device=on_device)
+    state = init_state(params, tx, ema=config.ema_decay > 0,
+                       task_classes=train_sampler.source.num_classes if task_sampling is not None else None)
     placement = state_shardings(state, mesh)
     state = jax.device_put(state, placement)
     resumed_metrics = None
@@ -104,11 +108,11 @@ def _build(config, ckpts: Checkpoints) -> _Run:
         resumed_metrics = info["metrics"]
         logger.info("resumed from step %d in %s", info["step"], ckpts.directory)
 
-    on_device = train_sampler.fits_on_device
     step_fn = jax.jit(make_train_step(method, tx, meta_batch_size=config.meta_batch_size,
                                       sampler=train_sampler if on_device else None,
                                       steps_per_call=config.steps_per_call, ema_decay=config.ema_decay,
-                                      task_sharding=batch_sharding(mesh) if mesh.size > 1 else None),
+                                      task_sharding=batch_sharding(mesh) if mesh.size > 1 else None,
+                                      task_sampling=task_sampling, task_loop=config.task_loop),
                       donate_argnums=0, out_shardings=(placement, replicated(mesh)))
     if on_device:
         data = train_sampler.device_state(replicated(mesh))
@@ -122,6 +126,21 @@ def _build(config, ckpts: Checkpoints) -> _Run:
                                      metric=metric, jitted=eval_jit,
                                      mesh=mesh if mesh.size > 1 else None)
     return _Run(method, state, step_fn, next_input, validate_now, eval_jit, mesh, metric, resumed_metrics)
+
+
+def adaptive_task_sampling(config, *, on_device: bool):
+    """`config.task_sampling`: None for "uniform"; for "adaptive", the estimator of `fewjax.data.task_sampling` with
+    the config's `task_sampling_decay`, `_temperature` and `_floor`. Adaptive sampling reads the previous step's
+    losses before each draw, so it needs the on-device sampler (the host samples ahead of the step)."""
+    if config.task_sampling == "uniform":
+        return None
+    if not on_device:
+        raise ValueError(f"config.task_sampling='adaptive': the {config.dataset} training split is too large to "
+                         "sample on the device (fewjax.data.episodes.DEVICE_BYTES_LIMIT), and adaptive sampling draws "
+                         "each step's classes there from the previous step's losses. Use task_sampling=uniform, or "
+                         "a smaller split (image_size, fewer classes).")
+    return adaptive_sampling(decay=config.task_sampling_decay, temperature=config.task_sampling_temperature,
+                             floor=config.task_sampling_floor)
 
 
 def _train_and_evaluate(config, workdir: Path, *, progress: bool) -> dict:

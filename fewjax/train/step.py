@@ -13,21 +13,27 @@ outside the per-device part, by the jitted step's shardings).
 
 A step whose loss is not finite leaves the parameters as they were and records its step in
 `state.nonfinite_step`; the loop stops with an error naming it, so no checkpoint ever holds non-finite values.
+
+With adaptive task sampling (`task_sampling`, a `fewjax.data.task_sampling.AdaptiveSampling`, on-device sampling
+only) the step draws its classes with the weights of `state.sampling`, the per-class difficulty estimate, takes
+the meta-gradient task by task (`per_task_meta_grad`: the same mean gradient, and each task's own loss) and moves
+the estimate of the classes it drew towards their tasks' losses; the next step draws with the new weights.
 """
 from __future__ import annotations
-
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from fewjax.data.task_sampling import AdaptiveSampling, effective_classes
 from fewjax.experiment.state import TrainState
 from fewjax.placement import batch_sharding, per_device, task_axes
 
 
 def make_train_step(method, tx, *, meta_batch_size: int, sampler=None, steps_per_call: int = 1,
-                    ema_decay: float = 0.0, task_sharding: NamedSharding | None = None):
+                    ema_decay: float = 0.0, task_sharding: NamedSharding | None = None,
+                    task_sampling: AdaptiveSampling | None = None, task_loop: str = "vmap"):
     """Builds the (unjitted) step; jit it with `jax.jit(step, donate_argnums=0)`.
 
     Args:
@@ -39,21 +45,36 @@ def make_train_step(method, tx, *, meta_batch_size: int, sampler=None, steps_per
       ema_decay: > 0 also tracks `ema = decay * ema + (1 - decay) * params`.
       task_sharding: how the task axis is split over the mesh (`fewjax.placement.batch_sharding`): each
         device then runs the meta-gradient on its own tasks. None on one device.
+      task_sampling: adaptive task sampling (`fewjax.data.task_sampling.adaptive_sampling`); the state must then
+        carry its estimate (`init_state(..., task_classes=)`) and `sampler` must sample on the device. None:
+        uniform sampling, the step of before.
+      task_loop: with `task_sampling`, how the tasks' meta-gradients are taken one task each: "vmap" (all at once)
+        or "scan" (one after another), as the resolved `config.task_loop`.
     """
-    meta_grad = mean_meta_grad(method, meta_batch_size=meta_batch_size, sampler=sampler, task_sharding=task_sharding)
+    if task_sampling is not None:
+        if sampler is None:
+            raise ValueError("adaptive task sampling draws its classes on the device: pass the episode sampler "
+                             "(the split must fit on the device), or sample uniformly.")
+        meta_grad = adaptive_meta_grad(method, task_sampling, meta_batch_size=meta_batch_size, sampler=sampler,
+                                       task_loop=task_loop, task_sharding=task_sharding)
+    else:
+        uniform = mean_meta_grad(method, meta_batch_size=meta_batch_size, sampler=sampler,
+                                 task_sharding=task_sharding)
+        meta_grad = lambda params, data, step, sampling: (*uniform(params, data, step), sampling)  # noqa: E731
 
     def one_update(state: TrainState, data):
-        grads, metrics = meta_grad(state.params, data, state.step)
+        grads, metrics, sampling = meta_grad(state.params, data, state.step, state.sampling)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(metrics["loss"])
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
         params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
+        sampling = keep(sampling, state.sampling)
         ema = state.ema_params
         if ema is not None:
             ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
         nonfinite = jnp.where((state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step)
-        return TrainState(state.step + 1, params, opt_state, ema, nonfinite), metrics
+        return TrainState(state.step + 1, params, opt_state, ema, nonfinite, sampling), metrics
 
     def step(state: TrainState, data):
         if steps_per_call == 1:
@@ -99,3 +120,79 @@ def mean_meta_grad(method, *, meta_batch_size: int, sampler=None, task_sharding:
 
     data_spec = PartitionSpec() if sampler is not None else spec
     return per_device(local, mesh, in_specs=(PartitionSpec(), data_spec, PartitionSpec()), out_specs=PartitionSpec())
+
+
+def adaptive_meta_grad(method, task_sampling: AdaptiveSampling, *, meta_batch_size: int, sampler, task_loop: str,
+                       task_sharding: NamedSharding | None = None):
+    """`(params, data, step, sampling) -> (gradient, metrics, sampling)` with adaptive task sampling.
+
+    The tasks of step `step` are drawn (from `(seed, step, task index)`, as always) with the class weights of
+    `sampling` added to `data.log_weights`; the gradient and metrics are their means, as `mean_meta_grad`'s;
+    `sampling` comes back updated with each task's loss. Metrics add `sampling_effective_classes`, the number of
+    classes uniform sampling over them would match (`exp` of the weights' entropy). With `task_sharding`, each
+    device draws and differentiates its own tasks, and the estimate's update sums every device's observations.
+    """
+    per_task = per_task_meta_grad(method, task_loop=task_loop)
+
+    def draw(data, step, sampling, task_indices):
+        log_weights = data.log_weights + task_sampling.log_weights(sampling)
+        tasks, classes = sampler.device_sample_with_classes(data._replace(log_weights=log_weights), step,
+                                                            task_indices)
+        return tasks, classes, {"sampling_effective_classes": effective_classes(log_weights)}
+
+    if task_sharding is None:
+        def whole(params, data, step, sampling):
+            tasks, classes, extra = draw(data, step, sampling, jnp.arange(meta_batch_size))
+            grads, metrics = per_task(params, tasks, step)
+            sampling = task_sampling.update(sampling, classes, metrics["loss"])
+            return grads, {**jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics), **extra}, sampling
+
+        return whole
+    mesh = task_sharding.mesh
+    axes, spec = task_axes(mesh), batch_sharding(mesh).spec
+    if task_sharding.spec != spec or meta_batch_size % mesh.size:
+        raise ValueError(f"task_sharding {task_sharding.spec} with meta_batch_size={meta_batch_size}: split the task "
+                         f"axis over every device (fewjax.placement.batch_sharding(mesh), spec {spec}) and use "
+                         f"a multiple of the {mesh.size} devices.")
+    local_size = meta_batch_size // mesh.size
+
+    def local(params, data, step, sampling):
+        first = jax.lax.axis_index(axes) * local_size
+        tasks, classes, extra = draw(data, step, sampling, first + jnp.arange(local_size))
+        grads, metrics = per_task(params, tasks, step)
+        sampling = task_sampling.update(sampling, classes, metrics["loss"], axis_name=axes)
+        grads, metrics = jax.lax.pmean((grads, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)), axes)
+        return grads, {**metrics, **extra}, sampling
+
+    return per_device(local, mesh, in_specs=(PartitionSpec(),) * 4, out_specs=PartitionSpec())
+
+
+def per_task_meta_grad(method, *, task_loop: str = "vmap"):
+    """`(params, tasks, step) -> (mean gradient, metrics [B])`: `method.meta_grad` of each task alone.
+
+    The mean gradient is the meta-batch's (to float rounding: the tasks' gradients are summed in another order);
+    the metrics keep one value per task, e.g. each task's own `loss`, which `method.meta_grad` averages away.
+    `task_loop`: "vmap" takes the tasks' gradients all at once (one gradient per task in memory), "scan" one task
+    after another, summing (the memory of one task: what the CPU uses for methods with per-task weights).
+    """
+    if task_loop not in ("vmap", "scan"):
+        raise ValueError(f"task_loop={task_loop!r}: choose vmap or scan (resolve 'auto' with "
+                         "fewjax.methods.resolve_platform).")
+
+    def per_task(params, tasks, step):
+        one = lambda task: method.meta_grad(params, jax.tree.map(lambda x: x[None], task), step)  # noqa: E731
+        size = jax.tree.leaves(tasks)[0].shape[0]
+        if task_loop == "vmap":
+            grads, metrics = jax.vmap(one)(tasks)
+            return jax.tree.map(lambda g: jnp.mean(g, axis=0), grads), metrics
+        first = jax.eval_shape(one, jax.tree.map(lambda x: x[0], tasks))[0]
+        total, metrics = jax.lax.scan(lambda acc, task: _add_grads(acc, one(task)),
+                                      jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), first), tasks)
+        return jax.tree.map(lambda g: g / jnp.asarray(size, g.dtype), total), metrics
+
+    return per_task
+
+
+def _add_grads(total, grads_and_metrics):
+    grads, metrics = grads_and_metrics
+    return jax.tree.map(jnp.add, total, grads), metrics
