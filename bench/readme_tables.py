@@ -12,6 +12,8 @@ Sections (between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in README.md):
   from bench/results/setfit_side_by_side.jsonl and setfit_peer.jsonl (bench/peers_text/)
 - mamlpp_ablation: MAML++'s changes one at a time, from bench/results/mamlpp_ablation.jsonl
   (bench/mamlpp_ablation.py)
+- adaptive_sampling: adaptive task sampling against uniform at equal steps, from
+  bench/results/adaptive_sampling.jsonl (bench/adaptive_sampling.py)
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT / "bench"))
 
+import adaptive_sampling  # noqa: E402
 import mamlpp_ablation  # noqa: E402
 import reproduce  # noqa: E402
 
@@ -89,7 +92,8 @@ def main() -> None:
     text = readme.read_text()
     for name, make in (("reproduction", reproduce.table), ("lake", reproduce.lake_table), ("text", text_table),
                        ("data", data_table), ("imaml_memory", imaml_memory_table),
-                       ("mamlpp_ablation", mamlpp_ablation.table), ("setfit", setfit_table)):
+                       ("mamlpp_ablation", mamlpp_ablation.table), ("adaptive_sampling", adaptive_sampling.table),
+                       ("setfit", setfit_table)):
         body = make()
         print(f"## {name}\n{body}\n")
         text = replace(text, name, body)
