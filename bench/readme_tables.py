@@ -10,6 +10,8 @@ Sections (between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in README.md):
 - imaml_memory: planned memory against inner steps, from bench/results/imaml_memory.jsonl (bench/imaml_memory.py)
 - setfit: fewjax's SetFit-style method and frozen ProtoNet beside the SetFit library on the same exported episodes,
   from bench/results/setfit_side_by_side.jsonl and setfit_peer.jsonl (bench/peers_text/)
+- imaml_accuracy: iMAML beside MAML at equal meta-steps, from bench/results/imaml_accuracy.jsonl
+  (bench/imaml_accuracy.py)
 - mamlpp_ablation: MAML++'s changes one at a time, from bench/results/mamlpp_ablation.jsonl
   (bench/mamlpp_ablation.py)
 - adaptive_sampling: adaptive task sampling against uniform at equal steps, from
@@ -26,6 +28,7 @@ RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT / "bench"))
 
 import adaptive_sampling  # noqa: E402
+import imaml_accuracy  # noqa: E402
 import mamlpp_ablation  # noqa: E402
 import reproduce  # noqa: E402
 
@@ -92,6 +95,7 @@ def main() -> None:
     text = readme.read_text()
     for name, make in (("reproduction", reproduce.table), ("lake", reproduce.lake_table), ("text", text_table),
                        ("data", data_table), ("imaml_memory", imaml_memory_table),
+                       ("imaml_accuracy", imaml_accuracy.table),
                        ("mamlpp_ablation", mamlpp_ablation.table), ("adaptive_sampling", adaptive_sampling.table),
                        ("setfit", setfit_table)):
         body = make()
