@@ -126,10 +126,11 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
     trained = latest_step(workdir)
     for setting in evals:
         ways, shots = setting.rstrip("s").split("w")
-        out = subprocess.run([sys.executable, "evaluate.py", "--workdir", str(workdir), "--ways", ways, "--shots",
-                              shots, "--episodes", "600"], cwd=ROOT, env=env, check=True, capture_output=True,
-                             text=True).stdout
-        record = json.loads(out.strip().splitlines()[-1])
+        done = subprocess.run([sys.executable, "evaluate.py", "--workdir", str(workdir), "--ways", ways, "--shots",
+                               shots, "--episodes", "600"], cwd=ROOT, env=env, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"evaluate.py failed on {name} {setting} (exit code {done.returncode}):\n{done.stderr[-3000:]}")
+        record = json.loads(done.stdout.strip().splitlines()[-1])
         published_steps = PUBLISHED_STEPS.get(record["method"])
         record.update(run=name, setting=setting, train_args=train_args, train_wall_seconds=round(train_seconds, 1),
                       segments=len(segments), train_load_average=round(load, 2), trained_steps=trained,

@@ -277,12 +277,14 @@ class Checkpoints:
         if not jax.tree.leaves(saved := getattr(saved, "tree", saved)):  # Orbax's answer to unreadable metadata
             raise Unreadable("its array metadata is missing or unreadable")
         check_compatible(saved, abstract, path, self._dir)
+        target, rebuild = _without_fields_saved_before_they_existed(abstract, saved)
         try:
-            state = self._mgr.restore(step, args=ocp.args.Composite(**{_ITEM: ocp.args.StandardRestore(abstract)}))
+            state = self._mgr.restore(step, args=ocp.args.Composite(**{_ITEM: ocp.args.StandardRestore(target)}))
         except Exception as e:  # noqa: BLE001
             raise Unreadable(f"{type(e).__name__}: {_short(e)}") from None
-        verify(state[_ITEM], metrics := self._metrics(step), custom["integrity"])
-        return state[_ITEM], {"step": step, "config": custom["config"], "metrics": metrics, "path": str(path)}
+        state = rebuild(state[_ITEM])
+        verify(state, metrics := self._metrics(step), custom["integrity"])
+        return state, {"step": step, "config": custom["config"], "metrics": metrics, "path": str(path)}
 
     def _finish_pending(self) -> None:
         step, self._pending = self._pending, None
@@ -389,6 +391,18 @@ def _abstract_leaf(x: Any) -> Any:
     if isinstance(x, jax.Array):  # shape, dtype and sharding only: the buffer may have been donated
         return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
     return x
+
+
+def _without_fields_saved_before_they_existed(abstract: Any, saved: Any):
+    """A NamedTuple state may have gained a field that is None when unused (e.g. `TrainState.sampling`); checkpoints
+    written before it existed lack it. Returns the target to restore (without such fields) and a function that
+    puts them back as None."""
+    fields = getattr(abstract, "_fields", None)
+    absent = [f for f in fields or () if isinstance(saved, dict) and f not in saved and getattr(abstract, f) is None]
+    if not absent:
+        return abstract, lambda state: state
+    kept = {f: getattr(abstract, f) for f in fields if f not in absent}
+    return kept, lambda state: type(abstract)(**state, **dict.fromkeys(absent))
 
 
 def _errno_in(e: BaseException | None, depth: int = 20) -> int | None:

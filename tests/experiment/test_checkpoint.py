@@ -650,3 +650,25 @@ def test_save_errors_are_told_apart_by_errno_not_by_message(tmp_path, monkeypatc
             ckpts.wait()
         monkeypatch.undo()
     assert type(err.value) is error and (code is None or err.value.errno == code)
+
+
+def test_a_checkpoint_written_before_a_state_field_existed_restores_with_it_none(tmp_path):
+    from typing import Any, NamedTuple
+
+    from fewjax.experiment.state import TrainState, init_state
+
+    class FiveFieldState(NamedTuple):  # TrainState before it gained `sampling`
+        step: Any
+        params: Any
+        opt_state: Any
+        ema_params: Any
+        nonfinite_step: Any
+
+    new = init_state({"w": jnp.arange(6.0).reshape(2, 3)}, optax.adam(1e-3), ema=False)
+    old = FiveFieldState(*(getattr(new, f) for f in FiveFieldState._fields))
+    with Checkpoints(tmp_path, async_save=False) as ckpts:
+        ckpts.save(3, old, config={"a": 1})
+    with Checkpoints(tmp_path, read_only=True) as ckpts:
+        state, info = ckpts.restore(jax.eval_shape(lambda: new), step=3)
+    assert isinstance(state, TrainState) and state.sampling is None and info["step"] == 3
+    np.testing.assert_array_equal(state.params["w"], new.params["w"])
