@@ -112,8 +112,8 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
     """
     workdir = RUNS / name
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    code = train_segment(workdir, train_args, env, time_limit=time_limit) if train else 0
-    finished = code == 0 and (workdir / "eval_test.json").exists()
+    code = train_segment(workdir, train_args, env, time_limit=time_limit) if train else _last_exit_code(workdir)
+    finished = code == 0 and (workdir / "eval_test.json").exists()  # train.py ended (schedule or early stop)
     if not finished and not partial:
         sys.exit(f"training stopped (exit code {code}) before the run finished; run the same command to resume, or "
                  "add --partial to evaluate the checkpoints it has")
@@ -141,6 +141,15 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
         with open(RESULTS, "a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps(record))
+
+
+def _last_exit_code(workdir: Path) -> int:
+    """train.py's exit code in the run's last segment (0 when it ended its schedule or stopped early; 143 when a
+    time limit or signal stopped it), or 1 when no segment was recorded. evaluate.py writes eval_test.json too, so
+    that file alone does not say the training finished."""
+    path = workdir / "segments.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return json.loads(lines[-1])["exit_code"] if lines else 1
 
 
 def _saved_config(workdir: Path) -> dict:

@@ -165,3 +165,12 @@ def test_imaml_accuracy_trains_both_presets_alike_and_tables_them(tmp_path):
     lines = ia.table(path).splitlines()
     assert lines[2].startswith("| maml (`configs/omniglot_maml.py:5w1s`) | 90.00 ± 0.60 | 300 x 8 |")
     assert lines[3].startswith("| imaml (`configs/omniglot_imaml.py:5w1s`) | 92.50 ± 0.60 |")
+
+
+def test_a_run_stopped_by_a_signal_counts_as_partial_even_after_evaluate_wrote_eval_test_json(tmp_path):
+    from bench import reproduce
+
+    assert reproduce._last_exit_code(tmp_path) == 1  # never trained
+    segments = [{"from_step": 0, "to_step": 500, "exit_code": 0}, {"from_step": 500, "to_step": 900, "exit_code": 143}]
+    (tmp_path / "segments.jsonl").write_text("".join(json.dumps(s) + "\n" for s in segments))
+    assert reproduce._last_exit_code(tmp_path) == 143
