@@ -14,6 +14,8 @@ Sections (between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in README.md):
   (bench/imaml_accuracy.py)
 - mamlpp_ablation: MAML++'s changes one at a time, from bench/results/mamlpp_ablation.jsonl
   (bench/mamlpp_ablation.py)
+- text_side_by_side: the MiniLM forward and one text ProtoNet step against PyTorch + transformers, from
+  bench/results/text_side_by_side.jsonl (bench/text_side_by_side.py)
 - adaptive_sampling: adaptive task sampling against uniform at equal steps, from
   bench/results/adaptive_sampling.jsonl (bench/adaptive_sampling.py)
 """
@@ -31,6 +33,7 @@ import adaptive_sampling  # noqa: E402
 import imaml_accuracy  # noqa: E402
 import mamlpp_ablation  # noqa: E402
 import reproduce  # noqa: E402
+import text_side_by_side  # noqa: E402
 
 
 def jsonl(name: str) -> list[dict]:
@@ -97,6 +100,7 @@ def main() -> None:
                        ("data", data_table), ("imaml_memory", imaml_memory_table),
                        ("imaml_accuracy", imaml_accuracy.table),
                        ("mamlpp_ablation", mamlpp_ablation.table), ("adaptive_sampling", adaptive_sampling.table),
+                       ("text_side_by_side", text_side_by_side.table),
                        ("setfit", setfit_table)):
         body = make()
         print(f"## {name}\n{body}\n")
