@@ -8,7 +8,8 @@ to end), `anil`, `fomaml`, `finetune` (per-episode fine-tuning, no meta-training
 `setfit` (SetFit-style per-episode contrastive fine-tuning and a logistic head; configs/text_setfit.py),
 `setfit_meta` (the same after ProtoNet meta-training of the encoder for --steps), `prompt` / `prompt_random` /
 `prompt_meta` (prompt tuning of the frozen encoder per episode from a vocabulary, random or, after --steps of
-first-order MAML over the training classes, meta-learned start; configs/text_prompt.py), `distill` (the encoder's first 2 layers
+first-order MAML over the training classes, meta-learned start; configs/text_prompt.py), `frozen_names` (the
+frozen baseline with each class's name as one more support example, `text.label_names`), `distill` (the encoder's first 2 layers
 distilled from all 6 on the training episodes; configs/text_distill.py), each from its configs/text_*.py
 preset with the schedule shortened for a 2-core CPU (--steps, --meta_batch_size, --episodes, --test_queries;
 FOMAML uses --fomaml_inner_steps inner steps). Every row goes to bench/results/text_fewshot.jsonl as it finishes
@@ -38,7 +39,7 @@ SHARED = Path(os.environ.get("FEWJAX_SHARED", ROOT / ".." / "shared"))
 CONFIG_OF = {"frozen": "text_protonet", "protonet": "text_protonet", "anil": "text_maml", "fomaml": "text_maml",
              "finetune": "text_finetune", "distill": "text_distill", "setfit": "text_setfit",
              "setfit_meta": "text_setfit", "prompt": "text_prompt", "prompt_random": "text_prompt",
-             "prompt_meta": "text_prompt"}
+             "prompt_meta": "text_prompt", "frozen_names": "text_protonet"}
 
 
 def load_config(method: str, preset: str):
@@ -50,6 +51,8 @@ def load_config(method: str, preset: str):
         c.method = "fomaml"
     if method == "prompt_random":
         c.text.prompt_init = "random"
+    if method == "frozen_names":
+        c.text.label_names = True
     return c
 
 
@@ -58,7 +61,7 @@ def run_one(method: str, preset: str, args) -> dict:
     c.text.model, c.data_dir = args.model, args.data_dir
     c.test_episodes, c.test_queries, c.eval_batch_size = args.episodes, args.test_queries, args.eval_batch_size
     c.meta_batch_size = args.meta_batch_size
-    steps = (0 if method in ("frozen", "finetune", "setfit", "prompt", "prompt_random") else
+    steps = (0 if method in ("frozen", "frozen_names", "finetune", "setfit", "prompt", "prompt_random") else
              args.fomaml_steps if method == "fomaml" else args.steps)
     if method == "fomaml":
         c.inner_steps = c.eval_inner_steps = args.fomaml_inner_steps

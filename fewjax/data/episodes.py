@@ -93,7 +93,7 @@ class EpisodeSampler:
     """Draws `ways`-way `shots`-shot tasks with `queries` queries per class. Build with `episodes(...)`."""
 
     def __init__(self, source: ArraySource, *, ways: int, shots: int, queries: int, seed: int,
-                 augment: Callable | None = None, class_weights=None):
+                 augment: Callable | None = None, class_weights=None, class_examples=None):
         for name, value, low in (("ways", ways, 1), ("shots", shots, 1), ("queries", queries, 0)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
@@ -133,6 +133,13 @@ class EpisodeSampler:
                 f"than {need}): lower shots/queries to at most {counts[c]} in total, or drop those classes "
                 "(ArraySource.subset) or give them class_weights of 0."
             )
+        if class_examples is not None:
+            class_examples = np.asarray(class_examples)
+            if class_examples.shape != (num_classes, *source.example_shape):
+                raise ValueError(f"class_examples must hold one example per class, shape "
+                                 f"{(num_classes, *source.example_shape)}; got {class_examples.shape}.")
+        self.class_examples = class_examples
+        self.support_size = self.shots + (class_examples is not None)  # support examples per class
         self._probs = None if weights is None else weights / weights.sum()
         self._host_augment = None if augment is None else jax.jit(jax.vmap(augment))
 
@@ -165,11 +172,22 @@ class EpisodeSampler:
             keys = jax.vmap(lambda i: jax.random.fold_in(
                 jax.random.fold_in(jax.random.key(seed), step), i))(jnp.asarray(idx, jnp.uint32))
             x = np.asarray(self._host_augment(keys, x))
-        return self._split(x, len(idx), np)
+        return self._split(self._with_class_examples(x, classes, np), len(idx), np)
+
+    def _with_class_examples(self, x, classes, xp):
+        """`x` `[..., ways, shots + queries, *shape]` with each class's own example (`class_examples`) inserted
+        after its support examples; `classes` `[..., ways]` are the source classes."""
+        if self.class_examples is None:
+            return x
+        rank = len(self.source.example_shape)
+        axis = x.ndim - rank - 1
+        own = xp.expand_dims(_to_float(xp.asarray(self.class_examples)[classes]), axis).astype(x.dtype)
+        head, tail = xp.split(x, [self.shots], axis=axis)
+        return xp.concatenate([head, own, tail], axis=axis)
 
     def _split(self, x, batch: int, xp) -> Task:
         shape = x.shape[3:]
-        s, q = self.shots, self.queries
+        s, q = self.support_size, self.queries
         y_s = xp.broadcast_to(xp.repeat(xp.arange(self.ways, dtype=xp.int32), s), (batch, self.ways * s))
         y_q = xp.broadcast_to(xp.repeat(xp.arange(self.ways, dtype=xp.int32), q), (batch, self.ways * q))
         support = Batch(x[:, :, :s].reshape(batch, self.ways * s, *shape), y_s)
@@ -227,7 +245,8 @@ class EpisodeSampler:
         episodes on every call; `state` (`device_state()`) is shared with the training sampler.
         """
         return EpisodeSampler(self.source, ways=self.ways, shots=self.shots, queries=self.queries, seed=seed,
-                              augment=self.augment, class_weights=self.class_weights)
+                              augment=self.augment, class_weights=self.class_weights,
+                              class_examples=self.class_examples)
 
     # -------------------------------------------------------------- device path
     @property
@@ -279,6 +298,7 @@ class EpisodeSampler:
         base = jax.random.fold_in(jax.random.key(self.seed), step)
         keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(task_indices.astype(jnp.uint32))
         x, classes = jax.vmap(functools.partial(self._device_task, state))(keys)
+        x = self._with_class_examples(x, classes, jnp)
         return self._split(x, task_indices.shape[0], jnp), classes.astype(jnp.int32)
 
     def _device_task(self, state: DeviceState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -301,7 +321,7 @@ class EpisodeSampler:
 
 
 def episodes(source: ArraySource, *, ways: int, shots: int, queries: int, seed: int,
-             augment: Callable | None = None, class_weights=None) -> EpisodeSampler:
+             augment: Callable | None = None, class_weights=None, class_examples=None) -> EpisodeSampler:
     """An `EpisodeSampler` over `source` (see the module docstring).
 
     Args:
@@ -312,10 +332,13 @@ def episodes(source: ArraySource, *, ways: int, shots: int, queries: int, seed: 
         (see `fewjax.data.augment`), applied to float32 images on both paths.
       class_weights: optional `[num_classes]` non-negative weights for drawing
         classes (without replacement, probability ~ weight); None = uniform.
+      class_examples: optional `[num_classes, *example_shape]`, one more support example per class (e.g. its
+        name as text): each task's support holds `shots + 1` examples per class, the class's own example after
+        the drawn ones (never augmented, never a query).
 
     Raises:
       ValueError: before any compilation, when ways exceeds the number of
         classes, or shots + queries exceeds a class's examples (naming it).
     """
     return EpisodeSampler(source, ways=ways, shots=shots, queries=queries, seed=seed,
-                          augment=augment, class_weights=class_weights)
+                          augment=augment, class_weights=class_weights, class_examples=class_examples)

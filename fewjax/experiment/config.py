@@ -138,6 +138,7 @@ def text_config() -> ml_collections.ConfigDict:
     t.distill_alpha = 0.9  # distill: weight of the soft (teacher) term; 1 - alpha weighs the labels
     t.setfit_head = "logistic"  # setfit: "logistic" (regression on the fine-tuned embeddings) or "prototype"
     t.head_l2 = 1.0  # setfit: the logistic head's L2 penalty (scikit-learn's C = 1 / head_l2)
+    t.label_names = False  # every metric method: each class's name (its words) as one more support example
     t.prompt_length = 8  # prompt: soft prompt vectors inserted after [CLS] (the encoder stays frozen)
     t.prompt_init = "vocab"  # prompt: "vocab" (frequent words' embeddings) or "random"; meta-learned if total_steps > 0
     return t

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import fewjax.data as fd
 from fewjax.data.within_group import alphabet_of, within_group_episodes
-from fewjax.text.datasets import TEXT_DATASETS, make_text_source
+from fewjax.text.datasets import TEXT_DATASETS, label_name_examples, make_text_source
 
 OMNIGLOT_SPLITS = {"vinyals": {"train": "train", "val": "val", "test": "test"},
                    "lake": {"train": "background", "val": "background", "test": "evaluation"}}
@@ -57,7 +57,9 @@ def make_sampler(config, split: str, *, seed: int, data_path: str | None = None,
         return within_group_episodes(source, groups=[alphabet_of(n) for n in source.class_names], ways=ways,
                                      shots=shots, queries=queries, seed=seed)
     augment = _augment(config) if train else None
-    return fd.episodes(source, ways=ways, shots=shots, queries=queries, seed=seed, augment=augment)
+    names = label_name_examples(config, source) if config.dataset in TEXT_DATASETS and config.text.label_names else None
+    return fd.episodes(source, ways=ways, shots=shots, queries=queries, seed=seed, augment=augment,
+                       class_examples=names)
 
 
 def _augment(config):

@@ -16,6 +16,8 @@ import functools
 import os
 from pathlib import Path
 
+import numpy as np
+
 from fewjax.text import sources as ts
 from fewjax.text.encoder import load_pretrained_cached
 
@@ -91,3 +93,20 @@ def _file_split(model, path, text_column, label_column, max_length, seed, split,
     names = ts.split_classes(full.class_names, sizes=sizes, seed=seed)[split]
     index = {name: i for i, name in enumerate(full.class_names)}
     return full.subset([index[name] for name in names])
+
+
+def label_text(class_name: str) -> str:
+    """The words of a class's name, as one more support example: FewRel's "P931:place served by transport hub"
+    -> "place served by transport hub", CLINC150's "pin_change" -> "pin change".
+
+    Example:
+        >>> label_text("P931:place served by transport hub"), label_text("pin_change")
+        ('place served by transport hub', 'pin change')
+    """
+    return class_name.split(":", 1)[-1].replace("_", " ").strip()
+
+
+def label_name_examples(config, source) -> np.ndarray:
+    """Token ids `[num_classes, L]` of every class's `label_text`, padded or cut to the source's length L."""
+    tok = load_pretrained_cached(str(config.text.model))[2]
+    return tok([label_text(n) for n in source.class_names], max_length=source.example_shape[-1]).astype(source.dtype)

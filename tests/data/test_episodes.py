@@ -210,3 +210,22 @@ def test_array_source_accessors():
     assert np.all(padded[0, 6:] == 0) and decode(padded[2, :8]).tolist() == [32 + i for i in range(8)]
     sub = src.subset([5, 1])
     assert sub.class_names == ("class5", "class1") and decode(sub.class_examples(1))[0] == 16
+
+
+@pytest.mark.parametrize("path", ["host", "device"])
+def test_class_examples_join_each_class_support_after_its_drawn_examples(path):
+    source = make_source(np.int32)
+    own = np.stack([np.full((4, 4, 1), 1000 + c, np.int32) for c in range(NUM_CLASSES)])  # e.g. a class's name
+    sampler = episodes(source, ways=4, shots=2, queries=3, seed=5, class_examples=own)
+    tasks = sampler.sample_batch(7, 3) if path == "host" else sampler.device_sample(sampler.device_state(), 7, 3)
+    for b in range(3):
+        sx, sy = np.asarray(tasks.support.x[b]), np.asarray(tasks.support.y[b])
+        assert sx.shape == (4 * 3, 4, 4, 1) and tasks.query.x.shape[1:] == (4 * 3, 4, 4, 1)
+        np.testing.assert_array_equal(sy, np.repeat(np.arange(4), 3))
+        ids = decode(sx).reshape(4, 3)
+        drawn_class = ids[:, :2] // 16
+        assert (drawn_class == drawn_class[:, :1]).all()
+        np.testing.assert_array_equal(ids[:, 2], 1000 + drawn_class[:, 0])  # the class's own example, last
+        assert (decode(tasks.query.x[b]) < 1000).all()
+    with pytest.raises(ValueError, match=r"class_examples must hold one example per class, shape \(12, 4, 4, 1\)"):
+        episodes(source, ways=4, shots=2, queries=3, seed=5, class_examples=own[:3])

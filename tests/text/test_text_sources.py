@@ -101,3 +101,22 @@ def test_episodes_on_token_ids(tok):
     np.testing.assert_array_equal(sampler.sample_batch(0, 2).query.x, task.query.x)  # replayable
     dev = jax.jit(lambda st: sampler.device_sample(st, 3, jnp.arange(2)))(sampler.device_state())
     assert dev.support.x.shape == (2, 5, 32) and dev.support.x.dtype == jnp.int32
+
+
+@pytest.mark.parametrize("dataset", ["clinc150", "fewrel"])
+def test_label_names_join_the_support_as_one_more_example_per_class(dataset):
+    from fewjax.experiment.config import base_config
+    from fewjax.experiment.data import make_sampler, make_source
+    from fewjax.text.datasets import label_name_examples, label_text
+
+    c = base_config()
+    c.dataset, c.data_dir, c.text.model, c.text.max_length = dataset, str(SHARED / "data"), str(MODEL), 32
+    c.test_ways, c.test_shots, c.test_queries, c.text.label_names = 3, 1, 2, True
+    source = make_source(c, "test")
+    names = label_name_examples(c, source)
+    task = make_sampler(c, "test", seed=1).sample(0)
+    assert task.support.x.shape == (3 * 2, 32) and task.query.x.shape == (3 * 2, 32)
+    name_rows = task.support.x[1::2]  # each class: its drawn example, then its name
+    assert all(any((row == n).all() for n in names) for row in name_rows)
+    decoded = Tokenizer.from_file(MODEL / "tokenizer.json").decode(name_rows[0])
+    assert decoded in {label_text(n) for n in source.class_names}
