@@ -16,14 +16,13 @@ README's table from it.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reproduce import ROOT, RUNS, train_and_test  # noqa: E402
+from reproduce import ROOT, RUNS, comparison_main, train_and_test  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "adaptive_sampling.jsonl"
 CONFIG = "configs/omniglot_protonet.py:5w1s"
@@ -89,22 +88,7 @@ def table(path: Path = RESULTS) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
-    r.add_argument("--steps", type=int, default=200)
-    r.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {list(VARIANTS)}")
-    r.add_argument("--time-limit", type=float, default=None, help="per variant: stop training (checkpoint saved) "
-                   "after this many seconds; the same command continues it")
-    sub.add_parser("table")
-    a = p.parse_args()
-    if a.cmd == "table":
-        print(table())
-        return
-    unknown = [v for v in a.variants.split(",") if v not in VARIANTS]
-    if unknown:
-        sys.exit(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
-    run(a.variants.split(","), a.steps, a.time_limit)
+    comparison_main(__doc__, VARIANTS, lambda chosen, a: run(chosen, a.steps, a.time_limit), table)
 
 
 if __name__ == "__main__":

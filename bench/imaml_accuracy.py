@@ -1,6 +1,6 @@
 """iMAML beside second-order MAML on Omniglot 5-way 1-shot at equal meta-steps on this machine.
 
-    PYTHONPATH=. python bench/imaml_accuracy.py run [--steps 300] [--meta-batch 8] [--time-limit S]
+    PYTHONPATH=. python bench/imaml_accuracy.py run [--steps 200] [--meta-batch 8] [--time-limit S]
     PYTHONPATH=. python bench/imaml_accuracy.py table
 
 Each method runs its own preset (`configs/omniglot_imaml.py:5w1s`: 16 proximal inner steps at 0.1, lambda 2, 5 CG
@@ -11,14 +11,13 @@ same 600 test episodes. One JSON line per method goes to bench/results/imaml_acc
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reproduce import ROOT, RUNS, train_and_test  # noqa: E402
+from reproduce import ROOT, RUNS, comparison_main, train_and_test  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "imaml_accuracy.jsonl"
 PRESETS = {"maml": "configs/omniglot_maml.py:5w1s", "imaml": "configs/omniglot_imaml.py:5w1s"}
@@ -63,23 +62,9 @@ def table(path: Path = RESULTS) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
-    r.add_argument("--steps", type=int, default=300)
-    r.add_argument("--meta-batch", type=int, default=8)
-    r.add_argument("--methods", default="maml,imaml", help=f"comma-separated, of {list(PRESETS)}")
-    r.add_argument("--time-limit", type=float, default=None, help="per method: stop training (checkpoint saved) "
-                   "after this many seconds; the same command continues it")
-    sub.add_parser("table")
-    a = p.parse_args()
-    if a.cmd == "table":
-        print(table())
-        return
-    unknown = [m for m in a.methods.split(",") if m not in PRESETS]
-    if unknown:
-        sys.exit(f"unknown methods {unknown}; choose from {list(PRESETS)}")
-    run(a.methods.split(","), a.steps, a.meta_batch, a.time_limit)
+    comparison_main(__doc__, PRESETS, lambda chosen, a: run(chosen, a.steps, a.meta_batch, a.time_limit), table,
+                    flag="methods", steps=200,
+                    more=lambda p: p.add_argument("--meta-batch", type=int, default=8, help="tasks per meta-step"))
 
 
 if __name__ == "__main__":

@@ -103,6 +103,31 @@ def train_and_test(workdir: Path, train_args: list[str], steps: int, *, time_lim
     return record
 
 
+def comparison_main(doc: str, choices, run, table, *, flag: str = "variants", steps: int = 200, more=None) -> None:
+    """The command line of an equal-steps comparison script (bench/mamlpp_ablation.py, imaml_accuracy.py,
+    adaptive_sampling.py): `run [--steps N] [--FLAG a,b] [--time-limit S]` plus `more(parser)`'s arguments, which
+    calls `run(chosen, args)`, or `table`, which prints `table()`."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--steps", type=int, default=steps)
+    r.add_argument(f"--{flag}", default=",".join(choices), help=f"comma-separated, of {list(choices)}")
+    r.add_argument("--time-limit", type=float, default=None, help="per run: stop training (checkpoint saved) "
+                   "after this many seconds; the same command continues it")
+    if more is not None:
+        more(r)
+    sub.add_parser("table")
+    a = p.parse_args()
+    if a.cmd == "table":
+        print(table())
+        return
+    chosen = getattr(a, flag.replace("-", "_")).split(",")
+    unknown = [c for c in chosen if c not in choices]
+    if unknown:
+        sys.exit(f"unknown {flag} {unknown}; choose from {list(choices)}")
+    run(chosen, a)
+
+
 def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float | None = None,
         train: bool = True, partial: bool = False) -> None:
     """Trains runs/NAME (unless `train` is False), then evaluates its best checkpoint in every setting of `evals`.
