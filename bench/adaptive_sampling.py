@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reproduce import ROOT, RUNS, comparison_main, train_and_test  # noqa: E402
+from reproduce import ROOT, RUNS, append_record, comparison_main, read_records, train_and_test  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "adaptive_sampling.jsonl"
 CONFIG = "configs/omniglot_protonet.py:5w1s"
@@ -49,7 +49,7 @@ def last_effective_classes(workdir: Path) -> float | None:
 
 
 def run(variants: list[str], steps: int, time_limit: float | None) -> None:
-    done = {(r["variant"], r["trained_steps"]) for r in records()}
+    done = {(r["variant"], r["trained_steps"]) for r in read_records(RESULTS)}
     for variant in variants:
         if (variant, steps) in done:
             print(f"{variant}: measured at {steps} steps already (bench/results/adaptive_sampling.jsonl)")
@@ -58,17 +58,12 @@ def run(variants: list[str], steps: int, time_limit: float | None) -> None:
         record = train_and_test(workdir, train_args(variant, steps), steps, time_limit=time_limit)
         record.update(variant=variant, overrides={**SETTING, **VARIANTS[variant]},
                       effective_classes=last_effective_classes(workdir))
-        with open(RESULTS, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        print(json.dumps(record), flush=True)
+        append_record(RESULTS, record)
 
-
-def records(path: Path = RESULTS) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def table(path: Path = RESULTS) -> str:
-    rows = records(path)
+    rows = read_records(path)
     if not rows:
         return "(no bench/results/adaptive_sampling.jsonl yet: `PYTHONPATH=. python bench/adaptive_sampling.py run`)"
     latest = {(r["variant"], r["trained_steps"]): r for r in rows}  # measured again: its latest row

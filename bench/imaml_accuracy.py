@@ -11,13 +11,12 @@ same 600 test episodes. One JSON line per method goes to bench/results/imaml_acc
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reproduce import ROOT, RUNS, comparison_main, train_and_test  # noqa: E402
+from reproduce import ROOT, RUNS, append_record, comparison_main, read_records, train_and_test  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "imaml_accuracy.jsonl"
 PRESETS = {"maml": "configs/omniglot_maml.py:5w1s", "imaml": "configs/omniglot_imaml.py:5w1s"}
@@ -30,12 +29,9 @@ def train_args(method: str, steps: int, meta_batch: int) -> list[str]:
             f"--config.log_every={max(steps // 20, 1)}", "--config.val_episodes=100"]
 
 
-def records(path: Path = RESULTS) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
 
 def run(methods: list[str], steps: int, meta_batch: int, time_limit: float | None) -> None:
-    done = {(r["variant"], r["trained_steps"], r["meta_batch_size"]) for r in records()}
+    done = {(r["variant"], r["trained_steps"], r["meta_batch_size"]) for r in read_records(RESULTS)}
     for method in methods:
         if (method, steps, meta_batch) in done:
             print(f"{method}: measured at {steps} steps of {meta_batch} tasks already ({RESULTS.name})")
@@ -43,13 +39,11 @@ def run(methods: list[str], steps: int, meta_batch: int, time_limit: float | Non
         record = train_and_test(RUNS / "imaml_accuracy" / f"{method}_{steps}x{meta_batch}",
                                 train_args(method, steps, meta_batch), steps, time_limit=time_limit)
         record.update(variant=method, meta_batch_size=meta_batch, preset=PRESETS[method])
-        with open(RESULTS, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        print(json.dumps(record), flush=True)
+        append_record(RESULTS, record)
 
 
 def table(path: Path = RESULTS) -> str:
-    rows = records(path)
+    rows = read_records(path)
     if not rows:
         return "(no bench/results/imaml_accuracy.jsonl yet: `PYTHONPATH=. python bench/imaml_accuracy.py run`)"
     lines = ["| method (preset) | 5w1s test accuracy (600 episodes) | meta-steps x tasks | wall s/step | load | "

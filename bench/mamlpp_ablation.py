@@ -15,13 +15,12 @@ bench/results/mamlpp_ablation.jsonl; `table` prints the README's table from it.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reproduce import ROOT, RUNS, comparison_main, train_and_test  # noqa: E402
+from reproduce import ROOT, RUNS, append_record, comparison_main, read_records, train_and_test  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "mamlpp_ablation.jsonl"
 OFF = {"mamlpp.multi_step_loss": False, "mamlpp.per_step_bn": False, "mamlpp.lslr": False,
@@ -48,7 +47,7 @@ def train_args(variant: str, steps: int) -> list[str]:
 
 
 def run(variants: list[str], steps: int, time_limit: float | None) -> None:
-    done = {(r["variant"], r["trained_steps"]) for r in records()}
+    done = {(r["variant"], r["trained_steps"]) for r in read_records(RESULTS)}
     for variant in variants:
         if (variant, steps) in done:
             print(f"{variant}: measured at {steps} steps already (bench/results/mamlpp_ablation.jsonl)")
@@ -56,17 +55,12 @@ def run(variants: list[str], steps: int, time_limit: float | None) -> None:
         record = train_and_test(RUNS / "mamlpp_ablation" / variant.lstrip("+"), train_args(variant, steps), steps,
                                 time_limit=time_limit)
         record.update(variant=variant, overrides=VARIANTS[variant])
-        with open(RESULTS, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        print(json.dumps(record), flush=True)
+        append_record(RESULTS, record)
 
-
-def records(path: Path = RESULTS) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def table(path: Path = RESULTS) -> str:
-    rows = records(path)
+    rows = read_records(path)
     if not rows:
         return "(no bench/results/mamlpp_ablation.jsonl yet: `PYTHONPATH=. python bench/mamlpp_ablation.py run`)"
     latest = {r["variant"]: r for r in rows}  # a variant measured again replaces its earlier row

@@ -190,7 +190,20 @@ LAKE_PUBLISHED_ERRORS = {"people": 4.5, "Bayesian program learning": 3.3, "Siame
 
 
 def _records() -> list[dict]:
-    return [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()] if RESULTS.exists() else []
+    return read_records(RESULTS)
+
+
+def read_records(path: Path) -> list[dict]:
+    """The JSON lines of a result file (none when it does not exist yet)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def append_record(path: Path, record: dict) -> None:
+    """Appends `record` to the result file `path` as one JSON line, and prints it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    print(json.dumps(record), flush=True)
 
 
 def _trained(r: dict) -> tuple[int, str]:
