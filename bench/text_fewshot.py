@@ -9,7 +9,10 @@ to end), `anil`, `fomaml`, `finetune` (per-episode fine-tuning, no meta-training
 `setfit_meta` (the same after ProtoNet meta-training of the encoder for --steps), `prompt` / `prompt_random` /
 `prompt_meta` (prompt tuning of the frozen encoder per episode from a vocabulary, random or, after --steps of
 first-order MAML over the training classes, meta-learned start; configs/text_prompt.py), `frozen_names` (the
-frozen baseline with each class's name as one more support example, `text.label_names`), `distill` (the encoder's first 2 layers
+frozen baseline with each class's name as one more support example, `text.label_names`), `frozen_filter` (the
+frozen baseline with near-duplicate support examples dropped, `text.support_filter=--support_filter`), any method
+with the suffix `_to_fewrel` (trained on the preset's dataset, then scored on FewRel's test relations, as
+`evaluate.py --dataset fewrel --max_length 64` does), `distill` (the encoder's first 2 layers
 distilled from all 6 on the training episodes; configs/text_distill.py), each from its configs/text_*.py
 preset with the schedule shortened for a 2-core CPU (--steps, --meta_batch_size, --episodes, --test_queries;
 FOMAML uses --fomaml_inner_steps inner steps). Every row goes to bench/results/text_fewshot.jsonl as it finishes
@@ -27,22 +30,27 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fewjax.eval.workdir import evaluate_workdir  # noqa: E402
 from fewjax.train import train_and_evaluate  # noqa: E402
 
 SHARED = Path(os.environ.get("FEWJAX_SHARED", ROOT / ".." / "shared"))
 CONFIG_OF = {"frozen": "text_protonet", "protonet": "text_protonet", "anil": "text_maml", "fomaml": "text_maml",
              "finetune": "text_finetune", "distill": "text_distill", "setfit": "text_setfit",
              "setfit_meta": "text_setfit", "prompt": "text_prompt", "prompt_random": "text_prompt",
-             "prompt_meta": "text_prompt", "frozen_names": "text_protonet"}
+             "prompt_meta": "text_prompt", "frozen_names": "text_protonet", "frozen_filter": "text_protonet"}
+CROSS = "_to_fewrel"
+ZERO_STEP = ("frozen", "frozen_names", "frozen_filter", "finetune", "setfit", "prompt", "prompt_random")
 
 
-def load_config(method: str, preset: str):
+def load_config(method: str, preset: str, args=None):
+    method = method.removesuffix(CROSS)
     spec = importlib.util.spec_from_file_location(CONFIG_OF[method], ROOT / "configs" / f"{CONFIG_OF[method]}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -53,34 +61,45 @@ def load_config(method: str, preset: str):
         c.text.prompt_init = "random"
     if method == "frozen_names":
         c.text.label_names = True
+    if method == "frozen_filter":
+        c.text.support_filter = args.support_filter
     return c
 
 
 def run_one(method: str, preset: str, args) -> dict:
-    c = load_config(method, preset)
+    base = method.removesuffix(CROSS)
+    c = load_config(method, preset, args)
     c.text.model, c.data_dir = args.model, args.data_dir
     c.test_episodes, c.test_queries, c.eval_batch_size = args.episodes, args.test_queries, args.eval_batch_size
     c.meta_batch_size = args.meta_batch_size
-    steps = (0 if method in ("frozen", "frozen_names", "finetune", "setfit", "prompt", "prompt_random") else
-             args.fomaml_steps if method == "fomaml" else args.steps)
-    if method == "fomaml":
+    steps = 0 if base in ZERO_STEP else args.fomaml_steps if base == "fomaml" else args.steps
+    if base == "fomaml":
         c.inner_steps = c.eval_inner_steps = args.fomaml_inner_steps
     c.total_steps = steps
     c.log_every = c.eval_every = c.checkpoint_every = max(steps, 1)
     c.val_episodes = args.val_episodes
+    cross = method.endswith(CROSS)
+    if cross:  # train_and_evaluate's own test (in-domain) is not the figure: keep it short
+        c.test_episodes = c.eval_batch_size
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
         record = train_and_evaluate(c, workdir, progress=False)
-        total = time.perf_counter() - start
-    return {"bench": "text_fewshot", "method": method, "dataset": c.dataset, "setting": preset.split("_")[1],
+        train_seconds = time.perf_counter() - start - record["seconds"]
+        if cross:
+            record = evaluate_workdir(SimpleNamespace(
+                workdir=workdir, checkpoint="best", split="test", episodes=args.episodes,
+                batch_size=c.eval_batch_size, dataset="fewrel", max_length=64, data=None, ema=False), save=False)
+    return {"bench": "text_fewshot", "method": method, "dataset": c.dataset + (CROSS if cross else ""),
+            "setting": preset.split("_")[1],
             "accuracy": record["accuracy"], "ci95": record["ci95"], "episodes": record["episodes"],
             "test_queries": c.test_queries, "train_steps": steps, "meta_batch_size": c.meta_batch_size,
-            "inner_steps": c.inner_steps if method in ("anil", "fomaml") else None,
-            "eval_inner_steps": c.eval_inner_steps if method in ("anil", "fomaml", "finetune", "setfit",
+            "inner_steps": c.inner_steps if base in ("anil", "fomaml") else None,
+            "support_filter": c.text.support_filter or None,
+            "eval_inner_steps": c.eval_inner_steps if base in ("anil", "fomaml", "finetune", "setfit",
                                                                  "setfit_meta", "prompt", "prompt_random",
                                                                  "prompt_meta") else None,
-            "train_seconds": round(total - record["seconds"], 1), "eval_seconds": round(record["seconds"], 1),
-            "model": Path(args.model).name, "max_length": c.text.max_length, "backend": jax.default_backend(),
+            "train_seconds": round(train_seconds, 1), "eval_seconds": round(record["seconds"], 1),
+            "model": Path(args.model).name, "max_length": 64 if cross else c.text.max_length, "backend": jax.default_backend(),
             "cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 
@@ -91,7 +110,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         if r.get("bench") != "text_fewshot":
             continue
-        b = base.get((r["dataset"], r["setting"]))
+        b = base.get((r["dataset"].rpartition("_to_")[2], r["setting"]))  # cross rows: the target's baseline
         diff = "" if b is None or r["method"] == "frozen" else f"{100 * (r['accuracy'] - b):+.1f}"
         out.append(f"| {r['method']} | {r['dataset']} | {r['setting']} | {100 * r['accuracy']:.1f} ± "
                    f"{100 * r['ci95']:.1f} | {diff} | {r['train_seconds']} | {r['eval_seconds']} | {r['loadavg_1m']} |")
@@ -112,6 +131,7 @@ def main():
     p.add_argument("--test_queries", type=int, default=5)
     p.add_argument("--val_episodes", type=int, default=10)
     p.add_argument("--eval_batch_size", type=int, default=10)
+    p.add_argument("--support_filter", type=float, default=0.95, help="frozen_filter's text.support_filter")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "text_fewshot.jsonl"))
     args = p.parse_args()
     out = Path(args.out)

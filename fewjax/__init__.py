@@ -22,6 +22,7 @@ from fewjax.kernels import (
     mamlpp_step_weights,
     map_tasks,
     matching_loss,
+    near_duplicate_weights,
     over_tasks,
     over_tasks_value_and_grad,
     protonet_loss,
@@ -48,6 +49,7 @@ def __getattr__(name: str):
 __all__ = [
     "Batch", "EmbedFn", "LossFn", "Params", "Task", "adapt", "classification_loss", "contrastive_loss", "data",
     "distillation_loss", "evaluate", "load", "imaml_loss", "logistic_head", "lslr_init", "maml_loss",
-    "mamlpp_adapt", "mamlpp_loss", "mamlpp_step_weights", "map_tasks", "matching_loss", "models", "over_tasks",
-    "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad", "setfit_loss",
+    "mamlpp_adapt", "mamlpp_loss", "mamlpp_step_weights", "map_tasks", "matching_loss", "models",
+    "near_duplicate_weights", "over_tasks", "over_tasks_value_and_grad", "protonet_loss", "regression_loss",
+    "reptile_grad", "setfit_loss",
 ]

@@ -33,6 +33,10 @@ class _Flags:
                           "a warning), true / false force it.")
         flags.DEFINE_string("text_column", None, "Text checkpoints with --data FILE: the column holding the text.")
         flags.DEFINE_string("label_column", None, "Text checkpoints with --data FILE: the column holding the label.")
+        flags.DEFINE_string("dataset", None, "Score on another built-in dataset of the same kind: a text checkpoint "
+                            "on another text dataset's test classes (a CLINC150-trained encoder on fewrel).")
+        flags.DEFINE_integer("max_length", None, "Text checkpoints: tokens per example (0: the smallest bucket that "
+                             "fits the data); with --dataset or --data, the new data's length.")
         flags.DEFINE_string("data_dir", None, "Where the dataset files are, if not where training found them.")
         flags.DEFINE_bool("ema", False, "Evaluate the EMA parameters (if the run kept them).")
         flags.DEFINE_bool("within_alphabet", None, "Omniglot: Lake's one-shot test, every episode's classes from one "

@@ -139,6 +139,7 @@ def text_config() -> ml_collections.ConfigDict:
     t.setfit_head = "logistic"  # setfit: "logistic" (regression on the fine-tuned embeddings) or "prototype"
     t.head_l2 = 1.0  # setfit: the logistic head's L2 penalty (scikit-learn's C = 1 / head_l2)
     t.label_names = False  # every metric method: each class's name (its words) as one more support example
+    t.support_filter = 0.0  # protonet: > 0 drops support examples this cosine-similar to an earlier one (0 = off)
     t.prompt_length = 8  # prompt: soft prompt vectors inserted after [CLS] (the encoder stays frozen)
     t.prompt_init = "vocab"  # prompt: "vocab" (frequent words' embeddings) or "random"; meta-learned if total_steps > 0
     return t
@@ -232,6 +233,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
     else:
         need(c.method in METHODS, "method", c.method, f"choose one of {tuple(METHODS)}"
              + (f" ({c.method} is for text datasets {TEXT_DATASETS})" if c.method in TEXT_METHODS else ""))
+    need(0.0 <= c.text.support_filter < 1.0, "text.support_filter", c.text.support_filter,
+         "pass a cosine similarity in (0, 1) above which a support example is a near-duplicate, or 0 for off")
+    need(c.text.support_filter == 0 or (c.method == "protonet" and c.dataset in TEXT_DATASETS), "text.support_filter",
+         c.text.support_filter, "support filtering is for text ProtoNet (method protonet on a text dataset); set 0")
     if c.method == "setfit":
         need(c.text.setfit_head in ("logistic", "prototype"), "text.setfit_head", c.text.setfit_head,
              "choose logistic or prototype")

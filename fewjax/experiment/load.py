@@ -92,10 +92,13 @@ def load(workdir: str | Path, checkpoint: str | int = "best", *, overrides: dict
         which = int(checkpoint) if str(checkpoint).isdigit() else str(checkpoint)
         if which == "best" and ckpts.best_step() is None:
             which = "latest"
-        config = restored_config(ckpts.read_config(which), overrides)
+        saved = ckpts.read_config(which)
+        check_same_kind_of_data(saved, overrides)
+        config = restored_config(saved, overrides)
+        trained = restored_config(saved) if "dataset" in (overrides or {}) else config
         method = build_method(config)
         target = init_state(jax.eval_shape(method.init, jax.random.key(0), example_input(config)),
-                            outer_optimizer(config), ema=config.ema_decay > 0, task_classes=task_classes(config))
+                            outer_optimizer(config), ema=config.ema_decay > 0, task_classes=task_classes(trained))
         try:
             state, info = ckpts.restore(target, step=which)
         except CorruptCheckpointError as e:
@@ -118,6 +121,20 @@ def restored_config(saved: dict, overrides: dict | None = None):
         (config[section] if section else config)[name] = value
     validate(config)
     return resolve_platform(config)
+
+
+def check_same_kind_of_data(saved: dict, overrides: dict | None) -> None:
+    """A `dataset` override may move a text checkpoint to another text dataset (a CLINC150-trained encoder scored on
+    FewRel), never between text and images."""
+    new = (overrides or {}).get("dataset")
+    if new is None:
+        return
+    old = saved.get("dataset")
+    if (old in TEXT_DATASETS) != (new in TEXT_DATASETS):
+        kind = "a text" if old in TEXT_DATASETS else "an image"
+        raise ValueError(f"config.dataset={new!r}: this is {kind} checkpoint (trained on {old!r}); pass another "
+                         f"{'text dataset, one of ' + str(TEXT_DATASETS) if old in TEXT_DATASETS else 'image dataset'}"
+                         ", or --data for your own files.")
 
 
 def task_classes(config) -> int | None:

@@ -11,9 +11,10 @@ from fewjax.kernels.protonet import protonet_loss
 from fewjax.kernels.reptile import reptile_grad
 from fewjax.kernels.setfit import logistic_head, setfit_loss
 from fewjax.kernels.siamese import contrastive_loss
+from fewjax.kernels.support_filter import near_duplicate_weights
 
 __all__ = [
     "adapt", "classification_loss", "contrastive_loss", "distillation_loss", "imaml_loss", "logistic_head",
     "lslr_init", "maml_loss", "mamlpp_adapt", "mamlpp_loss", "mamlpp_step_weights", "map_tasks", "matching_loss",
-    "over_tasks", "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad", "setfit_loss",
+    "near_duplicate_weights", "over_tasks", "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad", "setfit_loss",
 ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from fewjax.kernels._episodic import check_task, class_summary, embed_episode, masked_cross_entropy, normalize
+from fewjax.kernels.support_filter import near_duplicate_weights
 from fewjax.types import EmbedFn, Params, Task
 
 DISTANCES = ("sqeuclidean", "cosine")
@@ -31,6 +32,7 @@ def protonet_loss(
     distance: str = "sqeuclidean",
     ways: int | None = None,
     temperature: float = 1.0,
+    near_duplicate_threshold: float | None = None,
 ):
     """Prototypical-network loss of one episode.
 
@@ -41,6 +43,8 @@ def protonet_loss(
       distance: "sqeuclidean" (Snell et al.) or "cosine".
       ways: number of classes; None uses one slot per support row and masks empty slots (same result).
       temperature: logits are `-distance / temperature` (or `cosine / temperature`).
+      near_duplicate_threshold: if given, support examples whose embedding is this cosine-similar to an earlier
+        kept one of their class leave the class mean (`fewjax.near_duplicate_weights`).
 
     Returns:
       `(loss, {"loss", "accuracy"})`.
@@ -50,18 +54,21 @@ def protonet_loss(
     slots = check_task(task, ways, "protonet_loss")
     z_s, z_q = embed_episode(embed_fn, params, task)
     logits, present = prototype_logits(z_s, task.support.y, z_q, slots=slots, distance=distance,
-                                       temperature=temperature)
+                                       temperature=temperature, near_duplicate_threshold=near_duplicate_threshold)
     loss, accuracy = masked_cross_entropy(logits, task.query.y, present)
     return loss, {"loss": loss, "accuracy": accuracy}
 
 
 def prototype_logits(z_support, y_support, z_query, *, slots: int, distance: str = "sqeuclidean",
-                     temperature: float = 1.0):
+                     temperature: float = 1.0, near_duplicate_threshold: float | None = None):
     """Logits `[n_q, slots]` of queries against class prototypes, and which class slots have support examples.
 
     The classifier `protonet_loss` trains; `fewjax.load(...).predict` uses it on new episodes.
     """
     onehot, counts = class_summary(y_support, slots, z_support.dtype)
+    if near_duplicate_threshold is not None:
+        onehot = onehot * near_duplicate_weights(z_support, y_support, threshold=near_duplicate_threshold)[:, None]
+        counts = onehot.sum(axis=0)
     prototypes = (onehot.T @ z_support) / jnp.maximum(counts, 1.0)[:, None]
     if distance == "sqeuclidean":
         d = (

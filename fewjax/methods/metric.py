@@ -34,12 +34,16 @@ def build(config) -> Method:
                   per_task_metrics(functools.partial(loss, ways=config.test_ways), chunk), predict, embed=embed)
 
 
-def episode_scores(embed, params, support: Batch, query_x, *, method: str, distance: str, temperature: float):
-    """Class scores `[n_query, n_support]` of one episode (slots without support examples score -inf / 0)."""
+def episode_scores(embed, params, support: Batch, query_x, *, method: str, distance: str, temperature: float,
+                   near_duplicate_threshold: float | None = None):
+    """Class scores `[n_query, n_support]` of one episode (slots without support examples score -inf / 0).
+
+    `near_duplicate_threshold` (ProtoNet): see `fewjax.protonet_loss`."""
     query = Batch(query_x, support.y[:1].repeat(query_x.shape[0]))
     z_s, z_q = embed_episode(embed, params, Task(support, query))
     slots = support.x.shape[0]
     if method == "matching":
         return matching_probabilities(z_s, support.y, z_q, slots=slots, temperature=temperature)
-    logits, present = prototype_logits(z_s, support.y, z_q, slots=slots, distance=distance, temperature=temperature)
+    logits, present = prototype_logits(z_s, support.y, z_q, slots=slots, distance=distance, temperature=temperature,
+                                       near_duplicate_threshold=near_duplicate_threshold)
     return jnp.where(present[None, :], logits, -jnp.inf)

@@ -1,7 +1,9 @@
 """Prototypical networks on pooled (by default L2-normalised) sentence embeddings of a pretrained encoder.
 
 Meta-trained end to end, or with `total_steps=0` the frozen pretrained encoder (the zero-step baseline). Logits are
-cosine similarities divided by `config.temperature` (`distance="cosine"` in the text presets).
+cosine similarities divided by `config.temperature` (`distance="cosine"` in the text presets). With
+`config.text.support_filter` > 0, near-duplicate support examples leave the class means
+(`fewjax.near_duplicate_weights`).
 """
 from __future__ import annotations
 
@@ -16,15 +18,15 @@ from fewjax.text.encoder import fresh_copy
 
 def build(config) -> Method:
     backbone = text_backbone(config)
-    kernel = functools.partial(fewjax.protonet_loss, backbone.embed, distance=config.distance,
-                               temperature=config.temperature)
+    metric = dict(distance=config.distance, temperature=config.temperature,
+                  near_duplicate_threshold=float(config.text.support_filter) or None)
+    kernel = functools.partial(fewjax.protonet_loss, backbone.embed, **metric)
 
     def init(rng, x):
         return fresh_copy(backbone.params)
 
     def predict(params, support, query_x):
-        return episode_scores(backbone.embed, params, support, query_x, method="protonet", distance=config.distance,
-                              temperature=config.temperature).argmax(-1)
+        return episode_scores(backbone.embed, params, support, query_x, method="protonet", **metric).argmax(-1)
 
     return Method("protonet", backbone.module, init, mean_gradient(functools.partial(kernel, ways=config.ways)),
                   per_task_metrics(functools.partial(kernel, ways=config.test_ways)), predict, embed=backbone.embed)

@@ -17,10 +17,11 @@ from fewjax.models import head_mask
 from fewjax.models.bert import make_classifier_loss_fn
 from fewjax.train import train_and_evaluate
 from fewjax.experiment.checkpoint import Checkpoints
-from fewjax.experiment.config import base_config
+from fewjax.experiment.config import FlagError, base_config
 from fewjax.experiment.data import make_sampler
 from fewjax.experiment.config import validate
 from fewjax.methods import TEXT_METHODS, build_method
+from fewjax.methods.metric import episode_scores
 from fewjax.text.datasets import make_text_source
 from fewjax.text.encoder import pretrained
 from tests.shared import SHARED
@@ -97,6 +98,14 @@ def test_zero_step_protonet_keeps_the_pretrained_encoder_and_evaluates_a_csv(tmp
     assert record["accuracy"] > 0.6
     assert json.loads((tmp_path / "run" / "eval_test.json").read_text()) == record
 
+    flags.data, flags.dataset, flags.max_length, flags.ways = None, "fewrel", 64, 5  # trained on CLINC150
+    record = evaluate_workdir(flags, save=False)
+    assert record["dataset"] == record["data"] == "fewrel" and record["ways"] == 5
+    assert record["accuracy"] > 0.3  # chance 0.2; 90 queries; a 1-layer encoder that never saw FewRel
+    flags.dataset = "omniglot"
+    with pytest.raises(FlagError, match="--dataset='omniglot': this is a text checkpoint"):
+        evaluate_workdir(flags, save=False)
+
     run = fewjax.load(tmp_path / "run")  # research code: strings in, classes out
     names = sorted(topics)
     support = ([topics[k][0] for k in names], [0, 1, 2])
@@ -105,6 +114,25 @@ def test_zero_step_protonet_keeps_the_pretrained_encoder_and_evaluates_a_csv(tmp
     assert run.step == 0 and predicted.shape == (9,)
     assert np.mean(predicted == np.repeat([0, 1, 2], 3)) > 0.6
     assert run.embed(queries[:2]).shape == (2, run.model.config.hidden_size)
+
+
+def test_support_filter_takes_a_repeated_support_sentence_out_of_its_class_mean():
+    tok = pretrained(text_config())[2]
+    sentences = ["what is my bank balance", "what is my bank balance", "how much money do I have",
+                 "play some jazz music", "book a table for two tonight"]
+    full = fewjax.Batch(tok(sentences, max_length=32), np.array([0, 0, 0, 1, 2]))
+    keep = np.array([True, False, True, True, True])
+    kept = fewjax.Batch(full.x[keep], full.y[keep])
+    queries = tok(["show my account balance", "how much is in my account", "put on a song"], max_length=32)
+    config = text_config(**{"text.support_filter": 0.99})
+    validate(config)
+    method = build_method(config)
+    params = method.init(jax.random.key(0), queries)
+    kw = dict(method="protonet", distance="cosine", temperature=0.1)
+    filtered = episode_scores(method.embed, params, full, queries, near_duplicate_threshold=0.99, **kw)[:, :3]
+    np.testing.assert_allclose(filtered, episode_scores(method.embed, params, kept, queries, **kw)[:, :3], rtol=1e-5)
+    assert not np.allclose(filtered, episode_scores(method.embed, params, full, queries, **kw)[:, :3])
+    np.testing.assert_array_equal(method.predict(params, full, queries), np.argmax(filtered, -1))
 
 
 @pytest.mark.slow
@@ -164,6 +192,10 @@ def test_text_sources_and_clear_errors(tmp_path):
         build_method(text_config("distill"))
     with pytest.raises(ValueError, match="num_layers=9"):
         build_method(text_config(**{"text.num_layers": 9}))
+    with pytest.raises(ValueError, match=r"text.support_filter=1.5.*\(0, 1\)"):
+        validate(text_config(**{"text.support_filter": 1.5}))
+    with pytest.raises(ValueError, match="support filtering is for text ProtoNet"):
+        validate(text_config("anil", **{"text.support_filter": 0.9}))
     with pytest.raises(FileNotFoundError, match="text_file needs data_dir"):
         make_text_source(text_config(dataset="text_file", data_dir=str(tmp_path)), "train")
 
