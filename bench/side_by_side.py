@@ -9,6 +9,11 @@ per workload and the processes do not fight over the 2 cores; fewjax runs first 
 (`../shared/bench/peers/bench_*.py`) run unmodified; a small wrapper around their `common.time_steps` adds the
 same RSS-delta measurement fewjax reports (peak RSS during the steps minus the RSS before them).
 
+First it measures the machine's float32 GEMM peak (`bench/peak.py`), so every row says how far it is from the
+limit: GFLOP per task is XLA's cost analysis of fewjax's step (the peers run the same workload, so the same FLOPs),
+and "% of GEMM peak" is tasks/s x GFLOP per task over that peak. XLA counts a loop body once, so W2 and W3 (5
+inner steps in a loop) have no exact count and show "-".
+
 Writes `bench/results/side_by_side.json` (every record), `bench/results/side_by_side.md` (the table) and the
 table between the markers in `bench/README.md`.
 """
@@ -113,8 +118,28 @@ def _run(cmd, *, env, cwd, timeout, impl, workload) -> dict:
     return rec
 
 
-def ratios(records: list[dict]) -> list[dict]:
-    """Per workload: fewjax tasks/s over the fastest peer's, and the memory figures side by side."""
+def measure_peak(timeout: float) -> float | None:
+    """This machine's float32 GEMM GFLOP/s now (bench/peak.py in its own process), or None if it failed."""
+    out = RESULTS / "peak_side_by_side.json"
+    cmd = [sys.executable, str(HERE / "peak.py"), "--repeats", "5", "--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    lines = [d for d in _json_lines(p.stdout) if "gflops_best" in d]
+    return lines[0]["gflops_best"] if p.returncode == 0 and lines else None
+
+
+def _percent_of_peak(tasks_per_s: float, gflop_per_task: float | None, peak: float | None) -> float | None:
+    if not gflop_per_task or not peak:
+        return None
+    return round(100 * tasks_per_s * gflop_per_task / peak, 1)
+
+
+def ratios(records: list[dict], peak_gflops: float | None = None) -> list[dict]:
+    """Per workload: fewjax tasks/s over the fastest peer's, GFLOP per task and the fraction of the GEMM peak each
+    reaches, and the memory figures side by side."""
     rows = []
     for w in sorted({r["workload"] for r in records}):
         ours = [r for r in records if r["workload"] == w and r["impl"] == "fewjax (trainer step)" and "error" not in r]
@@ -123,7 +148,10 @@ def ratios(records: list[dict]) -> list[dict]:
             continue
         f = ours[0]
         best = max(peers, key=lambda r: r["tasks_per_s"])
+        gflop = f.get("gflop_per_task")  # bench/throughput.py: None where XLA's count is not exact
         rows.append(dict(
+            gflop_per_task=gflop, fewjax_percent_of_peak=_percent_of_peak(f["tasks_per_s"], gflop, peak_gflops),
+            peer_percent_of_peak=_percent_of_peak(best["tasks_per_s"], gflop, peak_gflops),
             workload=w, fewjax_tasks_per_s=f["tasks_per_s"], fastest_peer=best["impl"],
             peer_tasks_per_s=best["tasks_per_s"], speedup=round(f["tasks_per_s"] / best["tasks_per_s"], 3),
             fewjax_xla_peak_mb=f.get("xla_peak_mb"), fewjax_step_rss_delta_mb=f.get("step_rss_delta_mb"),
@@ -133,15 +161,20 @@ def ratios(records: list[dict]) -> list[dict]:
 
 
 def markdown(records: list[dict], rows: list[dict], meta: dict) -> str:
+    peak = meta.get("gemm_peak_gflops")
     out = [f"Run {meta.get('time', '?')} on {meta.get('machine', '?')}; load average before/after: "
            f"{meta.get('load_before')} / {meta.get('load_after')}; timed steps {meta.get('steps')} "
-           f"(+{meta.get('warmup')} warm-up).", "",
-           "| workload | fewjax tasks/s | fastest peer | peer tasks/s | fewjax / peer | fewjax XLA peak MB | "
+           f"(+{meta.get('warmup')} warm-up); float32 GEMM peak measured in the same run: "
+           f"{f'{peak} GFLOP/s' if peak else 'not measured'}.", "",
+           "| workload | fewjax tasks/s | fastest peer | peer tasks/s | fewjax / peer | GFLOP / task | "
+           "fewjax % of GEMM peak | peer % of GEMM peak | fewjax XLA peak MB | "
            "fewjax step RSS delta MB | peer step RSS delta MB | fewjax peak RSS MB | peer peak RSS MB |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    dash = lambda v: "-" if v is None else v  # noqa: E731
     for r in rows:
         out.append(f"| {r['workload']} | {r['fewjax_tasks_per_s']} | {r['fastest_peer']} | {r['peer_tasks_per_s']} | "
-                   f"**{r['speedup']}x** | {r['fewjax_xla_peak_mb']} | {r['fewjax_step_rss_delta_mb']} | "
+                   f"**{r['speedup']}x** | {dash(r.get('gflop_per_task'))} | {dash(r.get('fewjax_percent_of_peak'))} | "
+                   f"{dash(r.get('peer_percent_of_peak'))} | {r['fewjax_xla_peak_mb']} | {r['fewjax_step_rss_delta_mb']} | "
                    f"{r['peer_step_rss_delta_mb']} | {r['fewjax_peak_rss_mb']} | {r['peer_peak_rss_mb']} |")
     out += ["", "All runs:", "", "| impl | workload | tasks/s | median step s | step RSS delta MB | peak RSS MB | note |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -205,13 +238,15 @@ def main(argv=None) -> dict:
         for r in doc["records"]:  # runs before the label carried the overrides
             if r.get("impl", "").startswith("fewjax") and r.get("overrides") and "[" not in r["impl"]:
                 r["impl"] = "fewjax (trainer step) [" + ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) + "]"
-        doc["ratios"] = ratios(doc["records"])
+        doc["ratios"] = ratios(doc["records"], doc["meta"].get("gemm_peak_gflops"))
         print(write_tables(doc, results))
         return doc
     meta = dict(time=time.strftime("%Y-%m-%dT%H:%M:%S"), load_before=[round(x, 2) for x in os.getloadavg()],
                 steps=args.steps, warmup=args.warmup, cpus=os.cpu_count(),
                 machine=os.environ.get("BENCH_MACHINE", f"{os.cpu_count()}-core CPU ({os.uname().machine})"),
                 torch_python=args.torch_python, peer_device=os.environ.get("PEER_DEVICE", "cpu"))
+    print("== float32 GEMM peak", file=sys.stderr, flush=True)
+    meta["gemm_peak_gflops"] = measure_peak(args.timeout)
     records = []
     for w in workloads:
         todo = [("fewjax", None)] + ([("plain", None)] if w in args.plain_jax.split(",") else [])
@@ -228,10 +263,11 @@ def main(argv=None) -> dict:
             print(json.dumps(rec), flush=True)
             records.append(rec)
     meta["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    rows = ratios(records)
+    rows = ratios(records, meta["gemm_peak_gflops"])
     for r in rows:
         print(f"{r['workload']}: fewjax {r['fewjax_tasks_per_s']} tasks/s vs {r['fastest_peer']} "
-              f"{r['peer_tasks_per_s']} tasks/s -> {r['speedup']}x", flush=True)
+              f"{r['peer_tasks_per_s']} tasks/s -> {r['speedup']}x; {r['gflop_per_task']} GFLOP/task, fewjax "
+              f"{r['fewjax_percent_of_peak']}% of the {meta['gemm_peak_gflops']} GFLOP/s GEMM peak", flush=True)
     doc = dict(meta=meta, records=records, ratios=rows)
     (results / "side_by_side.json").write_text(json.dumps(doc, indent=1) + "\n")
     write_tables(doc, results)

@@ -52,9 +52,21 @@ def bench_step(name: str, *, steps: int, warmup: int, tasks: int | None = None, 
                warmup=warmup, compile_s=round(compile_s, 2), **xla_memory(compiled),
                step_rss_delta_mb=round(peak_rss_mb() - before, 1) if reset and before else None,
                peak_rss_mb=round(peak_rss_mb() or 0.0, 1), xla_cost_gflop=round(flops / 1e9, 2),
+               gflop_per_task=gflop_per_task(flops, cfg, run),
                remat=remat, task_loop=run.config.task_loop, chunk_size=run.chunk_size,
                conv_grad=run.config.model.conv_grad)
     return rec
+
+
+def gflop_per_task(flops: float, cfg: dict, run) -> float | None:
+    """One task's GFLOP from XLA's cost analysis of the step, where that count is exact.
+
+    XLA counts a loop's body once whatever its trip count, so the scan over tasks holds one chunk of tasks and the
+    count is per chunk; with more than one inner step (a scan inside each task) it is an undercount: None.
+    """
+    if cfg.get("inner_steps", 1) > 1 or not flops:
+        return None
+    return round(flops / 1e9 / (run.chunk_size or run.tasks), 2)
 
 
 def bench_eval(*, episodes: int = 600, batch_size: int = 50, overrides: dict | None = None) -> list[dict]:

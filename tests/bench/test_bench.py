@@ -28,7 +28,7 @@ def test_throughput_all_expands():
 
 def test_ratios_pick_fastest_peer_and_skip_errors():
     recs = [
-        dict(impl="fewjax (trainer step)", workload="W1", tasks_per_s=30.0, xla_peak_mb=100.0),
+        dict(impl="fewjax (trainer step)", workload="W1", tasks_per_s=30.0, xla_peak_mb=100.0, gflop_per_task=6.0),
         dict(impl="torchfunc", workload="W1", tasks_per_s=5.0, step_rss_delta_mb=50.0),
         dict(impl="torch_loop", workload="W1", tasks_per_s=10.0, step_rss_delta_mb=70.0),
         dict(impl="l2l", workload="W1", error="exit 1"),
@@ -42,6 +42,9 @@ def test_ratios_pick_fastest_peer_and_skip_errors():
     assert rows[0]["peer_step_rss_delta_mb"] == 70.0
     md = side_by_side.markdown(recs, rows, {})
     assert "**3.0x**" in md and "timed out" in md
+    (row,) = side_by_side.ratios(recs, peak_gflops=200.0)
+    assert row["fewjax_percent_of_peak"] == 90.0 and row["peer_percent_of_peak"] == 30.0  # 30 and 10 tasks/s
+    assert "| 6.0 | 90.0 | 30.0 |" in side_by_side.markdown(recs, [row], {"gemm_peak_gflops": 200.0})
 
 
 def test_peer_json_lines_ignore_noise():
@@ -57,6 +60,11 @@ def test_tiny_w1_step_runs_and_reports(tmp_path):
     assert rec["workload"] == "W1" and rec["tasks"] == 1
     assert rec["tasks_per_s"] > 0 and rec["compile_s"] > 0 and rec["xla_peak_mb"] > 0
     assert json.loads(out.read_text().splitlines()[0])["workload"] == "W1"
+    # one task's FLOPs are the same counted from the scan over tasks (one body) and from the vmapped program
+    vmapped = throughput.bench_step("W1", steps=1, warmup=0, tasks=2, overrides={"task_loop": "vmap"})
+    scanned = throughput.bench_step("W1", steps=1, warmup=0, tasks=2, overrides={"task_loop": "scan"})
+    assert scanned["gflop_per_task"] == pytest.approx(vmapped["gflop_per_task"], rel=0.02)
+    assert 3.0 < scanned["gflop_per_task"] < 8.0  # ~5 GFLOP: 80 images through Conv4, second order
 
 
 def test_set_overrides_take_the_type_of_the_key():
