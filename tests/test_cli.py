@@ -200,6 +200,7 @@ def evaluate_args(workdir, *extra):
     (["--ways", "4"], "--ways=4: maml has a 3-way head: --ways must equal ways=3"),
     (["--shots", "10"], "--shots + queries = 10 + 2 = 12 but class"),
     (["--data", "DATA.csv"], "is a CSV file: text data, but this checkpoint is an image model"),
+    (["--dataset", "fewrel"], "--dataset='fewrel': this is an image checkpoint (trained on 'image_folder')"),
 ])
 def test_evaluate_errors_name_the_flags_typed(extra, message, image_checkpoint, tmp_path):
     (tmp_path / "DATA.csv").write_text("text,label\nhello,greeting\n")
@@ -207,6 +208,13 @@ def test_evaluate_errors_name_the_flags_typed(extra, message, image_checkpoint, 
     proc = run(*evaluate_args(image_checkpoint, *extra), check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert message in proc.stderr and "config.test_ways" not in proc.stderr and "does not exist" not in proc.stderr
+
+
+def test_evaluate_notransductive_scores_each_query_with_the_support_set_alone(image_checkpoint):
+    records = [json.loads(run(*evaluate_args(image_checkpoint, *flag)).stdout.strip().splitlines()[-1])
+               for flag in ([], ["--notransductive"])]
+    assert "transductive" not in records[0] and records[1]["transductive"] is False
+    assert records[0]["episodes"] == records[1]["episodes"] == 6
 
 
 def test_evaluate_on_a_read_only_workdir_prints_the_result_and_warns(image_checkpoint, tmp_path):

@@ -39,6 +39,9 @@ class _Flags:
                              "fits the data); with --dataset or --data, the new data's length.")
         flags.DEFINE_string("data_dir", None, "Where the dataset files are, if not where training found them.")
         flags.DEFINE_bool("ema", False, "Evaluate the EMA parameters (if the run kept them).")
+        flags.DEFINE_bool("transductive", None, "MAML family, Reptile: --notransductive classifies each query with "
+                          "the support set alone (Nichol et al.'s non-transductive protocol; default: the run's "
+                          "config, transductive).")
         flags.DEFINE_bool("within_alphabet", None, "Omniglot: Lake's one-shot test, every episode's classes from one "
                           "alphabet, support and query drawn by different people (default: the run's config).")
 

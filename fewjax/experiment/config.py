@@ -45,6 +45,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.augment.flip = False  # horizontal flip with probability 1/2
     c.augment.color_jitter = 0.0  # brightness, contrast and saturation strength (RGB); 0 = off
     c.within_alphabet = False  # omniglot test episodes: all classes from one alphabet, support/query drawers differ
+    c.transductive = True  # MAML family, Reptile: queries share batch statistics at evaluation (False: each query
+    #                        with the support set alone, Nichol et al.'s non-transductive protocol)
     c.seed = 0
 
     c.ways, c.shots, c.queries = 5, 1, 15  # training episodes
@@ -220,6 +222,10 @@ def lake_protocol(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
+NON_TRANSDUCTIVE_METHODS = ("maml", "fomaml", "metasgd", "anil", "reptile")
+"""Methods that evaluate each query with the support set alone when `config.transductive` is False."""
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
     """Raises one ValueError naming the key, the value and the fix."""
 
@@ -298,6 +304,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
         need(c.task_sampling_temperature > 0, "task_sampling_temperature", c.task_sampling_temperature, "must be > 0")
         need(0.0 <= c.task_sampling_floor <= 1.0, "task_sampling_floor", c.task_sampling_floor,
              "must lie in [0, 1] (the share of draws kept uniform)")
+    need(c.transductive or (c.method in NON_TRANSDUCTIVE_METHODS and c.dataset != "sinusoid"), "transductive",
+         c.transductive, f"non-transductive evaluation is for classification with {NON_TRANSDUCTIVE_METHODS}; "
+         "leave it True")
     need(not c.within_alphabet or c.dataset == "omniglot", "within_alphabet", c.within_alphabet,
          "within-alphabet episodes need dataset=omniglot (Lake's protocol; train with split=lake on the background "
          "alphabets only)")

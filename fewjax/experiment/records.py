@@ -15,7 +15,8 @@ def describe(config, *, split, checkpoint, step, result) -> dict:
     return {
         "method": config.method, "dataset": config.dataset, "split": split, "ways": config.test_ways,
         "shots": config.test_shots, "queries": config.test_queries, "checkpoint": checkpoint, "step": int(step),
-        **({"within_alphabet": True} if config.within_alphabet and split == "test" else {}), **result,
+        **({"within_alphabet": True} if config.within_alphabet and split == "test" else {}),
+        **({"transductive": False} if not config.get("transductive", True) else {}), **result,
         **({"published": published} if published else {}),
     }
 

@@ -6,6 +6,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import optax
 
 import fewjax
 from fewjax.methods import backbone
@@ -57,14 +58,34 @@ def build(config) -> Method:
     # evaluation keeps them, so the accuracy before adaptation is reported there.
     train = functools.partial(maml, steps=config.inner_steps, first_order=config.method == "fomaml",
                               diagnostics=False)
-    test = functools.partial(maml, steps=config.eval_inner_steps, first_order=True, diagnostics=True)
+    test = (functools.partial(maml, steps=config.eval_inner_steps, first_order=True, diagnostics=True)
+            if config.transductive else non_transductive_metrics(apply, adapt))
     return Method(config.method, model, init, mean_gradient(train, chunk), per_task_metrics(test, chunk),
-                  predictor(apply, adapt), adapt=adapt)
+                  predictor(apply, adapt, transductive=config.transductive), adapt=adapt)
 
 
-def predictor(apply, adapt):
+def query_logits(apply, params, support_x, query_x, *, transductive: bool = True):
+    """Logits `[n_q, ways]` of the queries. Transductive: one batch of all queries, so batch statistics are theirs
+    together. Not transductive (Nichol et al. 2018): each query in a batch of the support set and itself alone, its
+    logits from the last row, so no query's statistics reach another's prediction."""
+    if transductive:
+        return apply(params, query_x)
+    return jax.vmap(lambda xq: apply(params, jnp.concatenate([support_x, xq[None]]))[-1])(query_x)
+
+
+def non_transductive_metrics(apply, adapt):
+    """`(params, task) -> (loss, {"loss", "accuracy"})` of the adapted params with `query_logits(transductive=False)`."""
+    def metrics(params, task):
+        logits = query_logits(apply, adapt(params, task.support), task.support.x, task.query.x, transductive=False)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, task.query.y).mean()
+        return loss, {"loss": loss, "accuracy": jnp.mean(logits.argmax(-1) == task.query.y)}
+
+    return metrics
+
+
+def predictor(apply, adapt, *, transductive: bool = True):
     """`predict(params, support, query_x)` of an adapting method: adapt on the support set, classify the queries."""
     def predict(params, support, query_x):
-        return apply(adapt(params, support), query_x).argmax(-1)
+        return query_logits(apply, adapt(params, support), support.x, query_x, transductive=transductive).argmax(-1)
 
     return predict

@@ -5,7 +5,7 @@ import functools
 
 import fewjax
 from fewjax.methods import backbone
-from fewjax.methods.maml import inner_rates, predictor, task_loss
+from fewjax.methods.maml import inner_rates, non_transductive_metrics, predictor, task_loss
 from fewjax.methods.method import Method, per_task_metrics, task_chunk_size
 from fewjax.models import apply_fn
 
@@ -24,8 +24,9 @@ def build(config) -> Method:
 
     reptile = fewjax.over_tasks(
         functools.partial(fewjax.reptile_grad, loss_fn, inner_steps=config.inner_steps, **rates), chunk_size=chunk)
-    test = functools.partial(fewjax.maml_loss, loss_fn, inner_steps=config.eval_inner_steps, first_order=True,
-                             remat=config.remat, **rates)
+    test = (functools.partial(fewjax.maml_loss, loss_fn, inner_steps=config.eval_inner_steps, first_order=True,
+                              remat=config.remat, **rates)
+            if config.transductive else non_transductive_metrics(apply, adapt))
     return Method("reptile", model, init, lambda params, tasks, step=None: reptile(params, tasks),
-                  per_task_metrics(test, chunk), predictor(apply, adapt),
+                  per_task_metrics(test, chunk), predictor(apply, adapt, transductive=config.transductive),
                   adapt=adapt)

@@ -182,3 +182,16 @@ def test_a_run_stopped_by_a_signal_counts_as_partial_even_after_evaluate_wrote_e
     segments = [{"from_step": 0, "to_step": 500, "exit_code": 0}, {"from_step": 500, "to_step": 900, "exit_code": 143}]
     (tmp_path / "segments.jsonl").write_text("".join(json.dumps(s) + "\n" for s in segments))
     assert reproduce._last_exit_code(tmp_path) == 143
+
+
+def test_reproduction_table_puts_each_reptile_row_beside_its_own_protocol(tmp_path, monkeypatch):
+    from bench import reproduce
+
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "reproduction.jsonl")
+    row = dict(method="reptile", setting="5w1s", accuracy=0.95, ci95=0.004, step=900, trained_steps=900,
+               train_wall_seconds=600.0, train_load_average=2.0, hardware="cpu", commit="abc")
+    (tmp_path / "reproduction.jsonl").write_text(json.dumps(row) + "\n" + json.dumps({**row, "transductive": False})
+                                                 + "\n")
+    transductive, alone = reproduce.table().splitlines()[2:]
+    assert transductive.startswith("| reptile | 5w1s | 97.68 | 95.00 ± 0.40 |")
+    assert alone.startswith("| reptile | 5w1s (non-transductive) | 95.39 | 95.00 ± 0.40 |")
