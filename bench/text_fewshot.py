@@ -104,16 +104,21 @@ def run_one(method: str, preset: str, args) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    base = {(r["dataset"], r["setting"]): r["accuracy"] for r in rows if r["method"] == "frozen"}
-    out = ["| method | dataset | setting | accuracy (%) ± ci95 | vs frozen ProtoNet | train s | eval s | load |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    """One row per record; "vs frozen ProtoNet" compares with the frozen baseline scored on the same episodes (same
+    target dataset, setting, episode count and queries), so rows of different sizes are never set side by side."""
+    same = lambda r: (r["dataset"].rpartition("_to_")[2], r["setting"], r["episodes"], r.get("test_queries"))  # noqa: E731
+    base = {same(r): r["accuracy"] for r in rows if r["method"] == "frozen"}
+    out = ["| method | dataset | setting | episodes x queries | accuracy (%) ± ci95 | vs frozen ProtoNet | train s | "
+           "eval s | load |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         if r.get("bench") != "text_fewshot":
             continue
-        b = base.get((r["dataset"].rpartition("_to_")[2], r["setting"]))  # cross rows: the target's baseline
+        b = base.get(same(r))
         diff = "" if b is None or r["method"] == "frozen" else f"{100 * (r['accuracy'] - b):+.1f}"
-        out.append(f"| {r['method']} | {r['dataset']} | {r['setting']} | {100 * r['accuracy']:.1f} ± "
-                   f"{100 * r['ci95']:.1f} | {diff} | {r['train_seconds']} | {r['eval_seconds']} | {r['loadavg_1m']} |")
+        method = r["method"] + (f" ({r['support_filter']})" if r.get("support_filter") else "")
+        out.append(f"| {method} | {r['dataset'].replace('_to_', ' → ')} | {r['setting']} | {r['episodes']} x "
+                   f"{r.get('test_queries', '?')} | {100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f} | {diff} | "
+                   f"{r['train_seconds']} | {r['eval_seconds']} | {r['loadavg_1m']} |")
     return "\n".join(out)
 
 
