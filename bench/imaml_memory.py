@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
+import sys
 from pathlib import Path
 
 import jax
@@ -20,6 +20,9 @@ import jax.numpy as jnp
 
 import fewjax
 from fewjax.models import Conv4, apply_fn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reproduce import append_record  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "imaml_memory.jsonl"
 
@@ -48,10 +51,7 @@ def main(argv=None) -> None:
                    maml_mb=planned_mb(maml, loss_fn, params, task),
                    maml_remat_mb=planned_mb(functools.partial(maml, remat=True), loss_fn, params, task),
                    load=round(os.getloadavg()[0], 1), jax=jax.__version__)
-        print(json.dumps(row), flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_record(RESULTS, row)
 
 
 if __name__ == "__main__":
