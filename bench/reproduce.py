@@ -216,6 +216,11 @@ def _trained(r: dict) -> tuple[int, str]:
     return steps, f"{steps:,} ({100 * steps / published:.1f}%)" if published else f"{steps:,}"
 
 
+def _wall(r: dict) -> str:
+    unrecorded = r.get("segments_unrecorded")
+    return f"{r['train_wall_seconds'] / 60:.1f} min" + (f" + {unrecorded} unrecorded segment" if unrecorded else "")
+
+
 def _augmentation(r: dict) -> str:
     return "affine" if "--config.augment.affine=True" in r.get("train_args", []) else "none"
 
@@ -233,7 +238,7 @@ def table() -> str:
         setting = r["setting"] + ("" if transductive else " (non-transductive)")
         load = r.get("train_load_average", r.get("load_average"))
         lines.append(f"| {r['method']} | {setting} | {pub} | {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f} | "
-                     f"{_trained(r)[1]}{' (partial)' if r.get('partial') else ''} | {r['train_wall_seconds'] / 60:.1f} min | "
+                     f"{_trained(r)[1]}{' (partial)' if r.get('partial') else ''} | {_wall(r)} | "
                      f"{load:.1f} | {r['hardware']} | "
                      f"{r.get('commit', '')} |")
     return "\n".join(lines)
@@ -249,7 +254,7 @@ def lake_table() -> str:
             continue
         lines.append(f"| fewjax {r['method']} | {_augmentation(r)} | {100 * (1 - r['accuracy']):.2f} ± "
                      f"{100 * r['ci95']:.2f} | {_trained(r)[0]:,}{' (partial)' if r.get('partial') else ''} | "
-                     f"{r['train_wall_seconds'] / 60:.1f} min | {r.get('train_load_average', 0):.1f} | "
+                     f"{_wall(r)} | {r.get('train_load_average', 0):.1f} | "
                      f"{r.get('commit', '')} |")
     return "\n".join(lines)
 
