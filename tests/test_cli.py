@@ -210,8 +210,10 @@ def test_evaluate_errors_name_the_flags_typed(extra, message, image_checkpoint, 
     assert message in proc.stderr and "config.test_ways" not in proc.stderr and "does not exist" not in proc.stderr
 
 
-def test_evaluate_notransductive_scores_each_query_with_the_support_set_alone(image_checkpoint):
-    records = [json.loads(run(*evaluate_args(image_checkpoint, *flag)).stdout.strip().splitlines()[-1])
+def test_evaluate_notransductive_scores_each_query_with_the_support_set_alone(image_checkpoint, tmp_path):
+    work = tmp_path / "run"  # a copy: evaluate.py writes eval_test.json, and the shared fixture must stay without one
+    shutil.copytree(image_checkpoint, work)
+    records = [json.loads(run(*evaluate_args(work, *flag)).stdout.strip().splitlines()[-1])
                for flag in ([], ["--notransductive"])]
     assert "transductive" not in records[0] and records[1]["transductive"] is False
     assert records[0]["episodes"] == records[1]["episodes"] == 6
