@@ -46,11 +46,12 @@ CONFIG_OF = {"frozen": "text_protonet", "protonet": "text_protonet", "anil": "te
              "setfit_meta": "text_setfit", "prompt": "text_prompt", "prompt_random": "text_prompt",
              "prompt_meta": "text_prompt", "frozen_names": "text_protonet", "frozen_filter": "text_protonet"}
 CROSS = "_to_fewrel"
+CROSS_MAX_LENGTH = 64  # FewRel's preset length (text_preset_config)
 ZERO_STEP = ("frozen", "frozen_names", "frozen_filter", "finetune", "setfit", "prompt", "prompt_random")
 
 
 def load_config(method: str, preset: str, args=None):
-    method = method.removesuffix(CROSS)
+    """`method`'s preset config (without the `_to_fewrel` suffix: the training side)."""
     spec = importlib.util.spec_from_file_location(CONFIG_OF[method], ROOT / "configs" / f"{CONFIG_OF[method]}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -68,7 +69,7 @@ def load_config(method: str, preset: str, args=None):
 
 def run_one(method: str, preset: str, args) -> dict:
     base = method.removesuffix(CROSS)
-    c = load_config(method, preset, args)
+    c = load_config(base, preset, args)
     c.text.model, c.data_dir = args.model, args.data_dir
     c.test_episodes, c.test_queries, c.eval_batch_size = args.episodes, args.test_queries, args.eval_batch_size
     c.meta_batch_size = args.meta_batch_size
@@ -88,7 +89,7 @@ def run_one(method: str, preset: str, args) -> dict:
         if cross:
             record = evaluate_workdir(SimpleNamespace(
                 workdir=workdir, checkpoint="best", split="test", episodes=args.episodes,
-                batch_size=c.eval_batch_size, dataset="fewrel", max_length=64, data=None, ema=False), save=False)
+                batch_size=c.eval_batch_size, dataset="fewrel", max_length=CROSS_MAX_LENGTH, data=None, ema=False), save=False)
     return {"bench": "text_fewshot", "method": method, "dataset": c.dataset + (CROSS if cross else ""),
             "setting": preset.split("_")[1],
             "accuracy": record["accuracy"], "ci95": record["ci95"], "episodes": record["episodes"],
@@ -99,7 +100,7 @@ def run_one(method: str, preset: str, args) -> dict:
                                                                  "setfit_meta", "prompt", "prompt_random",
                                                                  "prompt_meta") else None,
             "train_seconds": round(train_seconds, 1), "eval_seconds": round(record["seconds"], 1),
-            "model": Path(args.model).name, "max_length": 64 if cross else c.text.max_length, "backend": jax.default_backend(),
+            "model": Path(args.model).name, "max_length": CROSS_MAX_LENGTH if cross else c.text.max_length, "backend": jax.default_backend(),
             "cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 
