@@ -12,7 +12,7 @@ first-order MAML over the training classes, meta-learned start; configs/text_pro
 frozen baseline with each class's name as one more support example, `text.label_names`), `frozen_filter` (the
 frozen baseline with near-duplicate support examples dropped, `text.support_filter=--support_filter`), any method
 with the suffix `_to_fewrel` (trained on the preset's dataset, then scored on FewRel's test relations, as
-`evaluate.py --dataset fewrel --max_length 64` does), `distill` (the encoder's first 2 layers
+`evaluate.py --dataset fewrel` does, at FewRel's 64 tokens), `distill` (the encoder's first 2 layers
 distilled from all 6 on the training episodes; configs/text_distill.py), each from its configs/text_*.py
 preset with the schedule shortened for a 2-core CPU (--steps, --meta_batch_size, --episodes, --test_queries;
 FOMAML uses --fomaml_inner_steps inner steps). Every row goes to bench/results/text_fewshot.jsonl as it finishes
@@ -46,7 +46,6 @@ CONFIG_OF = {"frozen": "text_protonet", "protonet": "text_protonet", "anil": "te
              "setfit_meta": "text_setfit", "prompt": "text_prompt", "prompt_random": "text_prompt",
              "prompt_meta": "text_prompt", "frozen_names": "text_protonet", "frozen_filter": "text_protonet"}
 CROSS = "_to_fewrel"
-CROSS_MAX_LENGTH = 64  # FewRel's preset length (text_preset_config)
 ZERO_STEP = ("frozen", "frozen_names", "frozen_filter", "finetune", "setfit", "prompt", "prompt_random")
 
 
@@ -89,7 +88,7 @@ def run_one(method: str, preset: str, args) -> dict:
         if cross:
             record = evaluate_workdir(SimpleNamespace(
                 workdir=workdir, checkpoint="best", split="test", episodes=args.episodes,
-                batch_size=c.eval_batch_size, dataset="fewrel", max_length=CROSS_MAX_LENGTH, data=None, ema=False), save=False)
+                batch_size=c.eval_batch_size, dataset="fewrel", max_length=None, data=None, ema=False), save=False)
     return {"bench": "text_fewshot", "method": method, "dataset": c.dataset + (CROSS if cross else ""),
             "setting": preset.split("_")[1],
             "accuracy": record["accuracy"], "ci95": record["ci95"], "episodes": record["episodes"],
@@ -100,7 +99,8 @@ def run_one(method: str, preset: str, args) -> dict:
                                                                  "setfit_meta", "prompt", "prompt_random",
                                                                  "prompt_meta") else None,
             "train_seconds": round(train_seconds, 1), "eval_seconds": round(record["seconds"], 1),
-            "model": Path(args.model).name, "max_length": CROSS_MAX_LENGTH if cross else c.text.max_length, "backend": jax.default_backend(),
+            "model": Path(args.model).name, "max_length": record["max_length"],
+            "backend": jax.default_backend(),
             "cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 

@@ -152,16 +152,21 @@ TEXT_PRESETS = {"clinc150_5w1s": ("clinc150", 1), "clinc150_5w5s": ("clinc150", 
 """Preset name -> (dataset, shots): 5-way episodes, 15 test queries per class (the usual protocol)."""
 
 
+PRESET_MAX_LENGTH = {"clinc150": 32, "fewrel": 64}
+"""Tokens per text in the presets: CLINC150 utterances fit 32 (1 of 22,500 is cut), FewRel sentences with entity
+markers fit 64 for 97%."""
+
+
 def text_preset_config(preset_name: str, *, config_file: str) -> ml_collections.ConfigDict:
     """The shared part of `configs/text_*.py`: dataset, episode shapes, sequence length and a CPU schedule.
 
-    Training episodes use 5 queries per class (cheaper steps on a CPU); test episodes 15. CLINC150 utterances
-    fit 32 tokens (1 of 22,500 is cut); FewRel sentences with entity markers fit 64 for 97%.
+    Training episodes use 5 queries per class (cheaper steps on a CPU); test episodes 15; sequences are
+    `PRESET_MAX_LENGTH` tokens.
     """
     dataset, shots = preset(preset_name, TEXT_PRESETS, config_file)
     c = base_config()
     c.dataset = dataset
-    c.text.max_length = 32 if dataset == "clinc150" else 64
+    c.text.max_length = PRESET_MAX_LENGTH[dataset]
     c.ways, c.shots, c.queries = 5, shots, 5
     c.test_ways, c.test_shots, c.test_queries = 5, shots, 15
     c.meta_batch_size = 4
@@ -304,9 +309,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
         need(c.task_sampling_temperature > 0, "task_sampling_temperature", c.task_sampling_temperature, "must be > 0")
         need(0.0 <= c.task_sampling_floor <= 1.0, "task_sampling_floor", c.task_sampling_floor,
              "must lie in [0, 1] (the share of draws kept uniform)")
-    need(c.transductive or (c.method in NON_TRANSDUCTIVE_METHODS and c.dataset != "sinusoid"), "transductive",
-         c.transductive, f"non-transductive evaluation is for classification with {NON_TRANSDUCTIVE_METHODS}; "
-         "leave it True")
+    need(c.transductive or (c.method in NON_TRANSDUCTIVE_METHODS and c.dataset not in ("sinusoid",) + TEXT_DATASETS),
+         "transductive", c.transductive, f"non-transductive evaluation is for image classification with "
+         f"{NON_TRANSDUCTIVE_METHODS} (text encoders normalise each example alone, so their queries never share "
+         "statistics); leave it True")
     need(not c.within_alphabet or c.dataset == "omniglot", "within_alphabet", c.within_alphabet,
          "within-alphabet episodes need dataset=omniglot (Lake's protocol; train with split=lake on the background "
          "alphabets only)")

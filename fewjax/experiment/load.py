@@ -11,13 +11,14 @@ Text runs take lists of strings wherever images go.
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-from fewjax.experiment.config import base_config, validate
+from fewjax.experiment.config import PRESET_MAX_LENGTH, base_config, validate
 from fewjax.experiment.data import make_source
 from fewjax.experiment.records import flatten
 from fewjax.experiment.state import init_state, outer_optimizer
@@ -26,6 +27,8 @@ from fewjax.text.datasets import TEXT_DATASETS
 from fewjax.text.encoder import pretrained
 from fewjax.experiment.checkpoint import Checkpoints, CorruptCheckpointError
 from fewjax.types import Batch
+
+logger = logging.getLogger(__name__)
 
 
 class Run:
@@ -94,6 +97,7 @@ def load(workdir: str | Path, checkpoint: str | int = "best", *, overrides: dict
             which = "latest"
         saved = ckpts.read_config(which)
         check_same_kind_of_data(saved, overrides)
+        overrides = with_preset_length(saved, overrides)
         config = restored_config(saved, overrides)
         trained = restored_config(saved) if "dataset" in (overrides or {}) else config
         method = build_method(config)
@@ -135,6 +139,18 @@ def check_same_kind_of_data(saved: dict, overrides: dict | None) -> None:
         raise ValueError(f"config.dataset={new!r}: this is {kind} checkpoint (trained on {old!r}); pass another "
                          f"{'text dataset, one of ' + str(TEXT_DATASETS) if old in TEXT_DATASETS else 'image dataset'}"
                          ", or --data for your own files.")
+
+
+def with_preset_length(saved: dict, overrides: dict | None) -> dict | None:
+    """A `dataset` override to another named text dataset without a `text.max_length` one reads the new dataset at
+    its preset length (FewRel's 64 tokens, not a CLINC150 run's 32, which would cut most FewRel sentences)."""
+    new = (overrides or {}).get("dataset")
+    if new == saved.get("dataset") or new not in PRESET_MAX_LENGTH or "text.max_length" in overrides:
+        return overrides
+    length = PRESET_MAX_LENGTH[new]
+    logger.info("--dataset=%s: sequences of %d tokens, the %s presets' length (--max_length changes it)", new,
+                length, new)
+    return {**overrides, "text.max_length": length}
 
 
 def task_classes(config) -> int | None:

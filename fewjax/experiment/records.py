@@ -7,6 +7,8 @@ from pathlib import Path
 
 import jax
 
+from fewjax.text.datasets import TEXT_DATASETS
+
 
 def describe(config, *, split, checkpoint, step, result) -> dict:
     """The evaluation record every command prints: what was evaluated, on what, and the score; beside the score,
@@ -16,7 +18,8 @@ def describe(config, *, split, checkpoint, step, result) -> dict:
         "method": config.method, "dataset": config.dataset, "split": split, "ways": config.test_ways,
         "shots": config.test_shots, "queries": config.test_queries, "checkpoint": checkpoint, "step": int(step),
         **({"within_alphabet": True} if config.within_alphabet and split == "test" else {}),
-        **({"transductive": False} if not config.get("transductive", True) else {}), **result,
+        **({"transductive": False} if not config.get("transductive", True) else {}),
+        **({"max_length": int(config.text.max_length)} if config.dataset in TEXT_DATASETS else {}), **result,
         **({"published": published} if published else {}),
     }
 

@@ -98,9 +98,10 @@ def test_zero_step_protonet_keeps_the_pretrained_encoder_and_evaluates_a_csv(tmp
     assert record["accuracy"] > 0.6
     assert json.loads((tmp_path / "run" / "eval_test.json").read_text()) == record
 
-    flags.data, flags.dataset, flags.max_length, flags.ways = None, "fewrel", 64, 5  # trained on CLINC150
+    flags.data, flags.dataset, flags.max_length, flags.ways = None, "fewrel", None, 5  # trained on CLINC150, 32
     record = evaluate_workdir(flags, save=False)
     assert record["dataset"] == record["data"] == "fewrel" and record["ways"] == 5
+    assert record["max_length"] == 64  # FewRel's preset length, not the run's 32 that would cut its sentences
     assert record["accuracy"] > 0.3  # chance 0.2; 90 queries; a 1-layer encoder that never saw FewRel
     flags.dataset = "omniglot"
     with pytest.raises(FlagError, match="--dataset='omniglot': this is a text checkpoint"):

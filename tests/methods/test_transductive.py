@@ -54,3 +54,7 @@ def test_non_transductive_is_refused_where_it_means_nothing():
         validate(tiny_config("unused", "protonet", transductive=False))
     with pytest.raises(ValueError, match="config.transductive=False"):
         validate(sinusoid_config(transductive=False))
+    text = tiny_config("unused", "anil", transductive=False)
+    text.dataset = "clinc150"  # layer norm: each query is already classified alone, so the flag would claim nothing
+    with pytest.raises(ValueError, match="text encoders normalise each example alone"):
+        validate(text)
