@@ -12,7 +12,8 @@ first-order MAML over the training classes, meta-learned start; configs/text_pro
 frozen baseline with each class's name as one more support example, `text.label_names`), `frozen_filter` (the
 frozen baseline with near-duplicate support examples dropped, `text.support_filter=--support_filter`), any method
 with the suffix `_to_fewrel` (trained on the preset's dataset, then scored on FewRel's test relations, as
-`evaluate.py --dataset fewrel` does, at FewRel's 64 tokens), `distill` (the encoder's first 2 layers
+`evaluate.py --dataset fewrel` does, at FewRel's 64 tokens), `protonet_adaptive` (`protonet` with adaptive
+task sampling, `task_sampling=adaptive`), `distill` (the encoder's first 2 layers
 distilled from all 6 on the training episodes; configs/text_distill.py), each from its configs/text_*.py
 preset with the schedule shortened for a 2-core CPU (--steps, --meta_batch_size, --episodes, --test_queries;
 FOMAML uses --fomaml_inner_steps inner steps). Every row goes to bench/results/text_fewshot.jsonl as it finishes
@@ -39,12 +40,14 @@ sys.path.insert(0, str(ROOT))
 
 from fewjax.eval.workdir import evaluate_workdir  # noqa: E402
 from fewjax.train import train_and_evaluate  # noqa: E402
+from bench.reproduce import commit  # noqa: E402
 
 SHARED = Path(os.environ.get("FEWJAX_SHARED", ROOT / ".." / "shared"))
 CONFIG_OF = {"frozen": "text_protonet", "protonet": "text_protonet", "anil": "text_maml", "fomaml": "text_maml",
              "finetune": "text_finetune", "distill": "text_distill", "setfit": "text_setfit",
              "setfit_meta": "text_setfit", "prompt": "text_prompt", "prompt_random": "text_prompt",
-             "prompt_meta": "text_prompt", "frozen_names": "text_protonet", "frozen_filter": "text_protonet"}
+             "prompt_meta": "text_prompt", "frozen_names": "text_protonet", "frozen_filter": "text_protonet",
+             "protonet_adaptive": "text_protonet"}
 CROSS = "_to_fewrel"
 ZERO_STEP = ("frozen", "frozen_names", "frozen_filter", "finetune", "setfit", "prompt", "prompt_random")
 
@@ -63,6 +66,8 @@ def load_config(method: str, preset: str, args=None):
         c.text.label_names = True
     if method == "frozen_filter":
         c.text.support_filter = args.support_filter
+    if method == "protonet_adaptive":
+        c.task_sampling = "adaptive"
     return c
 
 
@@ -101,7 +106,7 @@ def run_one(method: str, preset: str, args) -> dict:
             "train_seconds": round(train_seconds, 1), "eval_seconds": round(record["seconds"], 1),
             "model": Path(args.model).name, "max_length": record["max_length"],
             "backend": jax.default_backend(),
-            "cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}
+            "cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2), "commit": commit()}
 
 
 def table(rows: list[dict]) -> str:

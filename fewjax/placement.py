@@ -21,8 +21,8 @@ Example:
     >>> mesh = make_mesh(fsdp=1)
     >>> state = {"w": jnp.zeros((1024, 512)), "b": jnp.zeros(512), "step": jnp.int32(0)}
     >>> shardings = state_shardings(state, mesh, min_size=1024)
-    >>> shardings["w"].spec  # fsdp=1: nothing to split over
-    PartitionSpec()
+    >>> tuple(shardings["w"].spec)  # fsdp=1: nothing to split over
+    ()
     >>> state = jax.device_put(state, shardings)
 """
 from __future__ import annotations

@@ -19,7 +19,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -119,6 +119,22 @@ class ArraySource:
         for c in range(self.num_classes):
             out[c, : self._counts[c]] = self.class_examples(c)
         return out, self._counts.astype(np.int32)
+
+    def map_examples(self, fn: Callable[[np.ndarray], np.ndarray]) -> "ArraySource":
+        """A new source whose examples are `fn(all examples)` `[N, ...] -> [N, ...]`, classes and order kept: an
+        episode sampler with the same seed draws the same episodes from it (features embedded once, say).
+
+        Example:
+            >>> src = ArraySource(np.arange(6.0)[:, None], np.array([0, 1, 0, 1, 0, 1]), ["a", "b"])
+            >>> src.map_examples(lambda x: 10 * x).class_examples(1).ravel().tolist()
+            [10.0, 30.0, 50.0]
+        """
+        labels = np.repeat(np.arange(self.num_classes), self._counts)
+        mapped = np.asarray(fn(self._examples))
+        if mapped.shape[0] != self._examples.shape[0]:
+            raise ValueError(f"map_examples: fn returned {mapped.shape[0]} rows for {self._examples.shape[0]} "
+                             "examples; it must return one per example.")
+        return ArraySource(mapped, labels, self._class_names)
 
     def subset(self, classes: Sequence[int]) -> "ArraySource":
         """A new source with only `classes` (relabelled 0..len(classes)-1, in the given order)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fewjax.eval.evaluate import EVAL_MEMORY_MB, TEST_SEED, VAL_SEED, evaluate
 from fewjax.experiment.config import FlagError
-from fewjax.experiment.data import make_sampler
+from fewjax.experiment.data import episodes_to_score
 from fewjax.experiment.load import load
 from fewjax.experiment.records import describe, write_json
 from fewjax.text.datasets import TEXT_DATASETS
@@ -41,9 +41,10 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
     invert = {"auto": "auto", "true": True, "false": False}[getattr(f, "invert", "auto")]
     seed = TEST_SEED if f.split == "test" else VAL_SEED
     with in_flag_terms(typed, sampler=True):
-        sampler = make_sampler(config, f.split, seed=seed, data_path=f.data, invert=invert)
+        eval_fn, sampler = episodes_to_score(run.method, run.params, config, f.split, seed=seed, data_path=f.data,
+                                         invert=invert)
     metric = "loss" if config.dataset == "sinusoid" and not f.data else "accuracy"
-    result = evaluate(run.method.evaluate, run.params, sampler, num_episodes=f.episodes, batch_size=f.batch_size,
+    result = evaluate(eval_fn, run.params, sampler, num_episodes=f.episodes, batch_size=f.batch_size,
                       memory_mb=getattr(f, "memory_mb", EVAL_MEMORY_MB),
                       seed=seed, metric=metric, progress=True)
     record = describe(config, split=f.split, checkpoint=run.checkpoint, step=run.step, result=result)

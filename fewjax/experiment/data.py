@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax
+
 import fewjax.data as fd
 from fewjax.data.within_group import alphabet_of, within_group_episodes
 from fewjax.text.datasets import TEXT_DATASETS, label_name_examples, make_text_source
@@ -44,8 +46,12 @@ def make_source(config, split: str, *, data_path: str | None = None, invert="aut
     raise ValueError(f"config.dataset={config.dataset!r} has no class source")
 
 
-def make_sampler(config, split: str, *, seed: int, data_path: str | None = None, invert="auto"):
-    """Training episodes for split "train", test-time episodes (test_ways/shots/queries) otherwise."""
+def make_sampler(config, split: str, *, seed: int, data_path: str | None = None, invert="auto", features=None):
+    """Training episodes for split "train", test-time episodes (test_ways/shots/queries) otherwise.
+
+    `features`: `x [N, ...] -> [N, d]` (`Method.features` with the params bound); the episodes then hold every
+    example's features, computed once, instead of the example (the same episodes: see `ArraySource.map_examples`).
+    """
     train = split == "train"
     shots = config.shots if train else config.test_shots
     queries = config.queries if train else config.test_queries
@@ -53,13 +59,31 @@ def make_sampler(config, split: str, *, seed: int, data_path: str | None = None,
         return fd.sinusoid(shots=shots, queries=queries, seed=seed)
     ways = config.ways if train else config.test_ways
     source = make_source(config, split, data_path=data_path, invert=invert)
-    if split == "test" and config.within_alphabet and data_path is None:
-        return within_group_episodes(source, groups=[alphabet_of(n) for n in source.class_names], ways=ways,
-                                     shots=shots, queries=queries, seed=seed)
-    augment = _augment(config) if train else None
     names = label_name_examples(config, source) if config.dataset in TEXT_DATASETS and config.text.label_names else None
-    return fd.episodes(source, ways=ways, shots=shots, queries=queries, seed=seed, augment=augment,
-                       class_examples=names)
+
+    def sampler(source, names):
+        if split == "test" and config.within_alphabet and data_path is None:
+            return within_group_episodes(source, groups=[alphabet_of(n) for n in source.class_names], ways=ways,
+                                         shots=shots, queries=queries, seed=seed)
+        return fd.episodes(source, ways=ways, shots=shots, queries=queries, seed=seed,
+                           augment=_augment(config) if train else None, class_examples=names)
+
+    checked = sampler(source, names)  # a bad ways/shots/queries is refused before anything is embedded
+    if features is None:
+        return checked
+    return sampler(source.map_examples(features), None if names is None else features(names))
+
+
+def episodes_to_score(method, params, config, split: str, *, seed: int, data_path: str | None = None,
+                      invert="auto"):
+    """`(eval_fn, sampler)` that score `params` on `split`'s test-time episodes: for a method with fixed test-time
+    features (`Method.features`), each example is embedded once and `Method.score` compares features; otherwise
+    (and across processes, whose params no one process holds whole) `Method.evaluate` runs on the examples."""
+    if method.features is None or jax.process_count() > 1:
+        return method.evaluate, make_sampler(config, split, seed=seed, data_path=data_path, invert=invert)
+    sampler = make_sampler(config, split, seed=seed, data_path=data_path, invert=invert,
+                           features=lambda x: method.features(params, x))
+    return method.score, sampler
 
 
 def _augment(config):

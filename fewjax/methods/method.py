@@ -24,6 +24,9 @@ class Method(NamedTuple):
     predict: Callable  # (params, support: Batch, query_x) -> scores [n_query, ways] of one episode (argmax: class)
     embed: Callable | None = None  # (params, x) -> features [n, d]: metric methods
     adapt: Callable | None = None  # (params, support: Batch) -> the params adapted to it: MAML family, Reptile
+    features: Callable | None = None  # (params, x [N, ...] numpy) -> features [N, d] numpy: methods whose test
+    # episodes only compare fixed per-example features (text ProtoNet), so each test example is embedded once
+    score: Callable | None = None  # (params, tasks of those features) -> per-task metrics, as `evaluate` on inputs
 
 
 PER_TASK_WEIGHTS = ("maml", "fomaml", "metasgd", "anil", "mamlpp", "reptile", "imaml")

@@ -28,7 +28,7 @@ from fewjax.data.pipeline import prefetch
 from fewjax.data.task_sampling import adaptive_sampling
 from fewjax.eval.evaluate import TEST_SEED, VAL_SEED, evaluate
 from fewjax.experiment.config import base_config, validate
-from fewjax.experiment.data import make_sampler
+from fewjax.experiment.data import episodes_to_score, make_sampler
 from fewjax.experiment.records import describe, flatten, write_json
 from fewjax.experiment.state import TrainState, init_state, outer_optimizer
 from fewjax.methods import build_method, resolve_platform
@@ -201,10 +201,10 @@ def final_test(config, workdir, ckpts, state, method, eval_jit, mesh, metric, *,
     """Evaluates the best (else latest) checkpoint on the test classes and writes `workdir/eval_test.json`."""
     which = "best" if ckpts.best_step() is not None else "latest"
     state, info = ckpts.restore(state, step=which)  # the loop always leaves at least one checkpoint
-    test_sampler = make_sampler(config, "test", seed=TEST_SEED)
-    result = evaluate(method.evaluate, state.params, test_sampler, num_episodes=config.test_episodes,
+    eval_fn, test_sampler = episodes_to_score(method, state.params, config, "test", seed=TEST_SEED)
+    result = evaluate(eval_fn, state.params, test_sampler, num_episodes=config.test_episodes,
                       batch_size=config.eval_batch_size, memory_mb=config.eval_memory_mb, seed=TEST_SEED,
-                      metric=metric, jitted=eval_jit,
+                      metric=metric, jitted=eval_jit if eval_fn is method.evaluate else None,
                       mesh=mesh if mesh.size > 1 else None, progress=progress)
     record = describe(config, split="test", checkpoint=which, step=info["step"], result=result)
     write_json(workdir / "eval_test.json", record)

@@ -18,7 +18,8 @@ from fewjax.models.bert import make_classifier_loss_fn
 from fewjax.train import train_and_evaluate
 from fewjax.experiment.checkpoint import Checkpoints
 from fewjax.experiment.config import FlagError, base_config
-from fewjax.experiment.data import make_sampler
+from fewjax.eval.evaluate import TEST_SEED, evaluate
+from fewjax.experiment.data import episodes_to_score, make_sampler
 from fewjax.experiment.config import validate
 from fewjax.methods import TEXT_METHODS, build_method
 from fewjax.methods.metric import episode_scores
@@ -115,6 +116,43 @@ def test_zero_step_protonet_keeps_the_pretrained_encoder_and_evaluates_a_csv(tmp
     assert run.step == 0 and predicted.shape == (9,)
     assert np.mean(predicted == np.repeat([0, 1, 2], 3)) > 0.6
     assert run.embed(queries[:2]).shape == (2, run.model.config.hidden_size)
+
+
+REQUESTS = {
+    "weather": ["will it rain", "how hot will it be outside this afternoon", "snow tonight?",
+                "what is the forecast for the long weekend in the mountains", "is it windy"],
+    "music": ["play jazz", "put on my favourite song from the summer playlist", "skip this track",
+              "turn the music up a little", "shuffle"],
+    "food": ["order a large pepperoni pizza with extra cheese for delivery", "sushi nearby", "bake bread",
+             "what should I cook for dinner tonight", "recipe for pancakes"],
+    "travel": ["book a flight to paris", "how long is the train to berlin and does it have wifi", "rent a car",
+               "find me a hotel near the airport", "is my flight delayed"],
+    "banking": ["what is my balance", "transfer fifty dollars to my savings account before friday",
+                "freeze my card", "show my last five transactions", "pay the electricity bill"],
+    "alarm": ["wake me at six", "set an alarm for seven thirty tomorrow morning please", "cancel my alarms",
+              "snooze", "change my weekday alarm to eight"],
+}
+
+
+@pytest.mark.parametrize("overrides", [{}, {"text.label_names": True}, {"text.support_filter": 0.5},
+                                       {"test_ways": 5, "test_shots": 2}])
+def test_text_protonet_scores_features_embedded_once_as_it_scores_the_texts(overrides, tmp_path):
+    config = text_config("protonet", **overrides)
+    method = build_method(config)
+    params = method.init(jax.random.key(0), None)
+    csv = tmp_path / "requests.csv"  # 6 intents of 5 requests each, of different lengths
+    csv.write_text("text,label\n" + "".join(f"\"{t}\",{label}\n" for label, texts in REQUESTS.items() for t in texts))
+    eval_fn, sampler = episodes_to_score(method, params, config, "test", seed=TEST_SEED, data_path=str(csv))
+    assert eval_fn is method.score and sampler.source.dtype == np.float32  # features, not token ids
+    on_texts = make_sampler(config, "test", seed=TEST_SEED, data_path=str(csv))
+    cached = eval_fn(params, next(sampler.eval_batches(12, seed=TEST_SEED, batch_size=12)))
+    texts = method.evaluate(params, next(on_texts.eval_batches(12, seed=TEST_SEED, batch_size=12)))
+    assert 0.3 < texts["accuracy"].mean() < 1.0  # a 1-layer encoder: right and wrong answers to tell apart
+    assert cached.keys() == texts.keys()
+    for key in texts:  # episode by episode: the same episodes, the same loss and accuracy
+        np.testing.assert_allclose(cached[key], texts[key], rtol=1e-5, atol=1e-5)
+    summary = evaluate(eval_fn, params, sampler, num_episodes=12, batch_size=5)
+    assert summary["accuracy"] == pytest.approx(float(np.mean(texts["accuracy"])), abs=1e-6)
 
 
 def test_support_filter_takes_a_repeated_support_sentence_out_of_its_class_mean():
