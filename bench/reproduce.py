@@ -221,8 +221,13 @@ def _wall(r: dict) -> str:
     return f"{r['train_wall_seconds'] / 60:.1f} min" + (f" + {unrecorded} unrecorded segment" if unrecorded else "")
 
 
-def _augmentation(r: dict) -> str:
-    return "affine" if "--config.augment.affine=True" in r.get("train_args", []) else "none"
+def _training(r: dict) -> str:
+    """What a Lake run's training changed from its preset: episode ways, rotated classes, augmentation."""
+    args = r.get("train_args", [])
+    parts = [f"{a.partition('=')[2]}-way" for a in args if a.startswith("--config.ways=")]
+    parts += ["rotations as classes"] * ("--config.split=lake_rotations" in args)
+    parts += ["affine"] * ("--config.augment.affine=True" in args)
+    return ", ".join(parts) or "preset"
 
 
 def table() -> str:
@@ -246,13 +251,13 @@ def table() -> str:
 
 def lake_table() -> str:
     """Lake's within-alphabet 20-way 1-shot test: error with CI, beside the published errors."""
-    lines = ["| method | augmentation | error % (600 episodes, 95% CI) | training steps | train wall time | load avg | "
+    lines = ["| method | training | error % (600 episodes, 95% CI) | training steps | train wall time | load avg | "
              "commit |", "| --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {name} (published) | | {error} | | | | |" for name, error in LAKE_PUBLISHED_ERRORS.items()]
     for r in _records():
         if not r.get("within_alphabet"):
             continue
-        lines.append(f"| fewjax {r['method']} | {_augmentation(r)} | {100 * (1 - r['accuracy']):.2f} ± "
+        lines.append(f"| fewjax {r['method']} | {_training(r)} | {100 * (1 - r['accuracy']):.2f} ± "
                      f"{100 * r['ci95']:.2f} | {_trained(r)[0]:,}{' (partial)' if r.get('partial') else ''} | "
                      f"{_wall(r)} | {r.get('train_load_average', 0):.1f} | "
                      f"{r.get('commit', '')} |")

@@ -89,7 +89,7 @@ def run_one(method: str, preset: str, args) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
         record = train_and_evaluate(c, workdir, progress=False)
-        train_seconds = time.perf_counter() - start - record["seconds"]
+        train_seconds = time.perf_counter() - start - record["seconds"] - record.get("features_seconds", 0)
         if cross:
             record = evaluate_workdir(SimpleNamespace(
                 workdir=workdir, checkpoint="best", split="test", episodes=args.episodes,
@@ -103,7 +103,8 @@ def run_one(method: str, preset: str, args) -> dict:
             "eval_inner_steps": c.eval_inner_steps if base in ("anil", "fomaml", "finetune", "setfit",
                                                                  "setfit_meta", "prompt", "prompt_random",
                                                                  "prompt_meta") else None,
-            "train_seconds": round(train_seconds, 1), "eval_seconds": round(record["seconds"], 1),
+            "train_seconds": round(train_seconds, 1),
+            "eval_seconds": round(record["seconds"] + record.get("features_seconds", 0), 1),
             "model": Path(args.model).name, "max_length": record["max_length"],
             "backend": jax.default_backend(),
             "cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2), "commit": commit()}

@@ -11,7 +11,9 @@ Splits:
     class is one character at one rotation (0/90/180/270 degrees), so every
     character gives four classes. Needs both zips.
   - "background" (964 classes), "evaluation" (659): Lake's original split,
-    no rotations.
+    no rotations; "background_rotations" (3856): the background characters at
+    four rotations, each a class, as the Vinyals split makes them (training
+    classes for Lake's protocol that take nothing from the evaluation set).
 
 Files: `images_background.zip` and `images_evaluation.zip` are looked up in
 `data_dir` (argument), else `$FEWJAX_DATA_DIR`, else the user cache
@@ -59,7 +61,9 @@ CHECKSUMS = {
     ),
 }
 VINYALS_SPLITS = ("train", "val", "test", "trainval")
-LAKE_SPLITS = {"background": "images_background.zip", "evaluation": "images_evaluation.zip"}
+LAKE_SPLITS = {"background": "images_background.zip", "evaluation": "images_evaluation.zip",
+               "background_rotations": "images_background.zip"}
+ROTATIONS = (0, 90, 180, 270)
 DRAWERS = 20
 _CACHE_VERSION = 1
 SPLIT_DIR = Path(__file__).parent / "splits" / "vinyals"
@@ -204,7 +208,8 @@ def omniglot(split: str = "train", *, data_dir=None, download: bool = True, imag
 
     Args:
       split: "train", "val", "test", "trainval" (Vinyals, rotations as classes)
-        or "background", "evaluation" (Lake, no rotations).
+        or "background", "evaluation" (Lake, no rotations), "background_rotations"
+        (Lake's background characters, rotations as classes).
       data_dir: folder with (or to receive) the two zips; default
         `$FEWJAX_DATA_DIR`, else `~/.cache/fewjax/omniglot`.
       download: fetch missing zips from the official repository.
@@ -230,6 +235,10 @@ def omniglot(split: str = "train", *, data_dir=None, download: bool = True, imag
     decoded = [_load_zip(p, image_size) for p in paths]
     if split in LAKE_SPLITS:
         images, names = decoded[0]
+        if split == "background_rotations":  # class order: each character's four rotations, as in the Vinyals files
+            images = np.stack([np.rot90(images, r // 90, axes=(2, 3)) for r in ROTATIONS], axis=1)
+            images = images.reshape(-1, *images.shape[2:])
+            names = [f"{name}/rot{r:03d}" for name in names for r in ROTATIONS]
         labels = np.repeat(np.arange(len(names), dtype=np.int32), DRAWERS)
         return ArraySource(images.reshape(-1, image_size, image_size, 1), labels, names)
 

@@ -41,13 +41,14 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
     invert = {"auto": "auto", "true": True, "false": False}[getattr(f, "invert", "auto")]
     seed = TEST_SEED if f.split == "test" else VAL_SEED
     with in_flag_terms(typed, sampler=True):
-        eval_fn, sampler = episodes_to_score(run.method, run.params, config, f.split, seed=seed, data_path=f.data,
-                                         invert=invert)
+        scoring = episodes_to_score(run.method, run.params, config, f.split, seed=seed, data_path=f.data,
+                                    invert=invert)
     metric = "loss" if config.dataset == "sinusoid" and not f.data else "accuracy"
-    result = evaluate(eval_fn, run.params, sampler, num_episodes=f.episodes, batch_size=f.batch_size,
+    result = evaluate(scoring.eval_fn, run.params, scoring.sampler, num_episodes=f.episodes, batch_size=f.batch_size,
                       memory_mb=getattr(f, "memory_mb", EVAL_MEMORY_MB),
                       seed=seed, metric=metric, progress=True)
-    record = describe(config, split=f.split, checkpoint=run.checkpoint, step=run.step, result=result)
+    record = describe(config, split=f.split, checkpoint=run.checkpoint, step=run.step, result=result,
+                      features_seconds=scoring.features_seconds)
     record["data"] = f.data or config.dataset
     if save:
         save_record(Path(f.workdir), record)

@@ -30,7 +30,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.method = "protonet"
     c.dataset = "omniglot"
     c.data_dir = ""  # "" = $FEWJAX_DATA_DIR, else the user cache (downloads Omniglot there)
-    c.split = "vinyals"  # omniglot: "vinyals" or "lake"
+    c.split = "vinyals"  # omniglot: "vinyals", "lake" or "lake_rotations" (fewjax.experiment.data.OMNIGLOT_SPLITS)
     c.image_size = 28
     # Training augmentation: small random affine distortions of every training image (Lake-style one-shot work).
     c.augment = ml_collections.ConfigDict()

@@ -1,7 +1,9 @@
 """From a config to episode samplers: the only place where a run meets the data sources."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any, Callable, NamedTuple
 
 import jax
 
@@ -10,9 +12,12 @@ from fewjax.data.within_group import alphabet_of, within_group_episodes
 from fewjax.text.datasets import TEXT_DATASETS, label_name_examples, make_text_source
 
 OMNIGLOT_SPLITS = {"vinyals": {"train": "train", "val": "val", "test": "test"},
-                   "lake": {"train": "background", "val": "background", "test": "evaluation"}}
+                   "lake": {"train": "background", "val": "background", "test": "evaluation"},
+                   "lake_rotations": {"train": "background_rotations", "val": "background", "test": "evaluation"}}
 """Lake's protocol has no validation alphabets: validation episodes (a seed of their own) come from the background
-alphabets, so no evaluation alphabet influences which checkpoint is kept."""
+alphabets, so no evaluation alphabet influences which checkpoint is kept. "lake_rotations" trains on the background
+characters at four rotations, each a class (3,856 classes, as the Vinyals split makes them; nothing of the
+evaluation set)."""
 PARTITION = {"train": 0.64, "val": 0.16, "test": 0.2}
 """dataset=image_folder with a flat data_dir (<root>/<class>/<image>): fractions of its classes per split (seed 0).
 A pre-split data_dir (<root>/{train,val,test}/<class>/<image>) reads each split's own folder instead."""
@@ -74,16 +79,24 @@ def make_sampler(config, split: str, *, seed: int, data_path: str | None = None,
     return sampler(source.map_examples(features), None if names is None else features(names))
 
 
+class Scoring(NamedTuple):
+    eval_fn: Callable  # (params, tasks) -> per-task metrics
+    sampler: Any
+    features_seconds: float | None  # the time taken to embed every example once; None: examples are scored
+
+
 def episodes_to_score(method, params, config, split: str, *, seed: int, data_path: str | None = None,
-                      invert="auto"):
-    """`(eval_fn, sampler)` that score `params` on `split`'s test-time episodes: for a method with fixed test-time
-    features (`Method.features`), each example is embedded once and `Method.score` compares features; otherwise
-    (and across processes, whose params no one process holds whole) `Method.evaluate` runs on the examples."""
+                      invert="auto") -> Scoring:
+    """What scores `params` on `split`'s test-time episodes: for a method with fixed test-time features
+    (`Method.features`), each example is embedded once and `Method.score` compares features; otherwise (and across
+    processes, whose params no one process holds whole) `Method.evaluate` runs on the examples."""
     if method.features is None or jax.process_count() > 1:
-        return method.evaluate, make_sampler(config, split, seed=seed, data_path=data_path, invert=invert)
+        return Scoring(method.evaluate, make_sampler(config, split, seed=seed, data_path=data_path, invert=invert),
+                       None)
+    start = time.perf_counter()
     sampler = make_sampler(config, split, seed=seed, data_path=data_path, invert=invert,
                            features=lambda x: method.features(params, x))
-    return method.score, sampler
+    return Scoring(method.score, sampler, round(time.perf_counter() - start, 3))
 
 
 def _augment(config):

@@ -10,9 +10,10 @@ import jax
 from fewjax.text.datasets import TEXT_DATASETS
 
 
-def describe(config, *, split, checkpoint, step, result) -> dict:
+def describe(config, *, split, checkpoint, step, result, features_seconds=None) -> dict:
     """The evaluation record every command prints: what was evaluated, on what, and the score; beside the score,
-    `published` (the config's published result for this setting) when the config names one."""
+    `published` (the config's published result for this setting) when the config names one, and
+    `features_seconds` (the time taken to embed each example once, before the episodes' `seconds`) when given."""
     published = config.get("published", "") if split == "test" else ""
     return {
         "method": config.method, "dataset": config.dataset, "split": split, "ways": config.test_ways,
@@ -20,6 +21,7 @@ def describe(config, *, split, checkpoint, step, result) -> dict:
         **({"within_alphabet": True} if config.within_alphabet and split == "test" else {}),
         **({"transductive": False} if not config.get("transductive", True) else {}),
         **({"max_length": int(config.text.max_length)} if config.dataset in TEXT_DATASETS else {}), **result,
+        **({"features_seconds": features_seconds} if features_seconds is not None else {}),
         **({"published": published} if published else {}),
     }
 

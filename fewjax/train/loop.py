@@ -201,12 +201,13 @@ def final_test(config, workdir, ckpts, state, method, eval_jit, mesh, metric, *,
     """Evaluates the best (else latest) checkpoint on the test classes and writes `workdir/eval_test.json`."""
     which = "best" if ckpts.best_step() is not None else "latest"
     state, info = ckpts.restore(state, step=which)  # the loop always leaves at least one checkpoint
-    eval_fn, test_sampler = episodes_to_score(method, state.params, config, "test", seed=TEST_SEED)
-    result = evaluate(eval_fn, state.params, test_sampler, num_episodes=config.test_episodes,
+    scoring = episodes_to_score(method, state.params, config, "test", seed=TEST_SEED)
+    result = evaluate(scoring.eval_fn, state.params, scoring.sampler, num_episodes=config.test_episodes,
                       batch_size=config.eval_batch_size, memory_mb=config.eval_memory_mb, seed=TEST_SEED,
-                      metric=metric, jitted=eval_jit if eval_fn is method.evaluate else None,
+                      metric=metric, jitted=eval_jit if scoring.eval_fn is method.evaluate else None,
                       mesh=mesh if mesh.size > 1 else None, progress=progress)
-    record = describe(config, split="test", checkpoint=which, step=info["step"], result=result)
+    record = describe(config, split="test", checkpoint=which, step=info["step"], result=result,
+                      features_seconds=scoring.features_seconds)
     write_json(workdir / "eval_test.json", record)
     return record
 

@@ -26,7 +26,8 @@ def cache_env(session_cache, monkeypatch):
 @pytest.mark.slow  # decodes all 32,460 PNGs once (~5-10 s)
 def test_splits_class_counts_values_and_cache(omniglot_dir, cache_env):
     shared_before = sorted(os.listdir(omniglot_dir))
-    expected = {"train": 4112, "val": 688, "test": 1692, "trainval": 4800, "background": 964, "evaluation": 659}
+    expected = {"train": 4112, "val": 688, "test": 1692, "trainval": 4800, "background": 964, "evaluation": 659,
+                "background_rotations": 3856}
     sources = {s: omniglot(s, data_dir=omniglot_dir, download=False) for s in expected}
     for split, n in expected.items():
         src = sources[split]

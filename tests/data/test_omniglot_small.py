@@ -65,6 +65,18 @@ def test_vinyals_style_rotations(tiny):
     assert beta180[-3:, :].min() >= 250 and beta180[:3, :].max() <= 5  # top bar rotated 180 -> bottom
 
 
+def test_lake_background_rotations_are_classes_of_the_background_characters_only(tiny):
+    plain = omniglot("background", data_dir=tiny, download=False, image_size=14)
+    src = omniglot("background_rotations", data_dir=tiny, download=False, image_size=14)
+    assert src.num_classes == 8 and np.all(src.counts == 20)
+    assert src.class_names[:5] == ("Alpha/character01/rot000", "Alpha/character01/rot090", "Alpha/character01/rot180",
+                                   "Alpha/character01/rot270", "Alpha/character02/rot000")
+    for c in range(8):
+        character, quarter_turns = divmod(c, 4)
+        np.testing.assert_array_equal(src.class_examples(c),
+                                      np.rot90(plain.class_examples(character), quarter_turns, axes=(1, 2)))
+
+
 def test_split_naming_unknown_class(tiny):
     with pytest.raises(ValueError, match="names class 'Gamma/character09/rot000'"):
         omniglot("val", data_dir=tiny, download=False)

@@ -142,8 +142,8 @@ def test_text_protonet_scores_features_embedded_once_as_it_scores_the_texts(over
     params = method.init(jax.random.key(0), None)
     csv = tmp_path / "requests.csv"  # 6 intents of 5 requests each, of different lengths
     csv.write_text("text,label\n" + "".join(f"\"{t}\",{label}\n" for label, texts in REQUESTS.items() for t in texts))
-    eval_fn, sampler = episodes_to_score(method, params, config, "test", seed=TEST_SEED, data_path=str(csv))
-    assert eval_fn is method.score and sampler.source.dtype == np.float32  # features, not token ids
+    eval_fn, sampler, seconds = episodes_to_score(method, params, config, "test", seed=TEST_SEED, data_path=str(csv))
+    assert eval_fn is method.score and sampler.source.dtype == np.float32 and seconds > 0  # features, not token ids
     on_texts = make_sampler(config, "test", seed=TEST_SEED, data_path=str(csv))
     cached = eval_fn(params, next(sampler.eval_batches(12, seed=TEST_SEED, batch_size=12)))
     texts = method.evaluate(params, next(on_texts.eval_batches(12, seed=TEST_SEED, batch_size=12)))
