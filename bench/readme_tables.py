@@ -5,7 +5,9 @@
 Sections (between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in README.md):
 - reproduction: Omniglot, from bench/results/reproduction.jsonl (bench/reproduce.py run ...)
 - lake: Lake's within-alphabet one-shot test, from the same file (records with "within_alphabet": true)
-- text: few-shot text, from bench/results/text_fewshot.jsonl (bench/text_fewshot.py)
+- text: few-shot text, every run, from bench/results/text_fewshot.jsonl (bench/text_fewshot.py)
+- text_matrix: the same records at 600 episodes of 15 queries, one row per method, one column per dataset and
+  setting
 - data: sampler throughput, from bench/results/data_throughput.json (bench/data_throughput.py)
 - imaml_memory: planned memory against inner steps, from bench/results/imaml_memory.jsonl (bench/imaml_memory.py)
 - setfit: fewjax's SetFit-style method and frozen ProtoNet beside the SetFit library on the same exported episodes,
@@ -45,6 +47,12 @@ def text_table() -> str:
     from text_fewshot import table
 
     return table(jsonl("text_fewshot.jsonl"))
+
+
+def text_matrix() -> str:
+    from text_fewshot import matrix
+
+    return matrix(jsonl("text_fewshot.jsonl"))
 
 
 def data_table() -> str:
@@ -98,7 +106,7 @@ def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     for name, make in (("reproduction", reproduce.table), ("lake", reproduce.lake_table), ("text", text_table),
-                       ("data", data_table), ("imaml_memory", imaml_memory_table),
+                       ("text_matrix", text_matrix), ("data", data_table), ("imaml_memory", imaml_memory_table),
                        ("imaml_accuracy", imaml_accuracy.table),
                        ("mamlpp_ablation", mamlpp_ablation.table), ("adaptive_sampling", adaptive_sampling.table),
                        ("text_side_by_side", text_side_by_side.table),

@@ -129,6 +129,36 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+MATRIX_COLUMNS = [("clinc150", "5w1s"), ("clinc150", "5w5s"), ("fewrel", "5w1s"), ("fewrel", "5w5s"),
+                  ("clinc150_to_fewrel", "5w1s"), ("clinc150_to_fewrel", "5w5s")]
+"""The issue's columns: each dataset's two settings, and CLINC150-trained methods scored on FewRel's relations."""
+
+
+def matrix(rows: list[dict], *, episodes: int = 600, queries: int = 15) -> str:
+    """One row per method, one column per (dataset, setting) of `MATRIX_COLUMNS`, from the records of `episodes`
+    test episodes of `queries` queries (the newest record of each cell); each cell gives accuracy ± ci95 and, in
+    brackets, its difference from frozen ProtoNet on the same episodes (a cross column: frozen ProtoNet on FewRel)."""
+    cells = {}
+    for r in rows:
+        if r.get("bench") == "text_fewshot" and r["episodes"] == episodes and r.get("test_queries") == queries:
+            cells[(r["method"].removesuffix(CROSS), r["dataset"], r["setting"])] = r
+    methods = list(dict.fromkeys(m for m, _, _ in cells))
+    out = ["| method | " + " | ".join(f"{d.replace('_to_', ' → ')} {s}" for d, s in MATRIX_COLUMNS) + " |",
+           "| --- |" + " --- |" * len(MATRIX_COLUMNS)]
+    for method in methods:
+        line = []
+        for dataset, setting in MATRIX_COLUMNS:
+            r = cells.get((method, dataset, setting))
+            frozen = cells.get(("frozen", dataset.rpartition("_to_")[2], setting))
+            if r is None:
+                line.append("")
+                continue
+            diff = "" if frozen is None or r is frozen else f" ({100 * (r['accuracy'] - frozen['accuracy']):+.1f})"
+            line.append(f"{100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f}{diff}")
+        out.append(f"| {method} | " + " | ".join(line) + " |")
+    return "\n".join(out)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(SHARED / "models" / "all-MiniLM-L6-v2"))
