@@ -13,7 +13,8 @@ frozen baseline with each class's name as one more support example, `text.label_
 frozen baseline with near-duplicate support examples dropped, `text.support_filter=--support_filter`), any method
 with the suffix `_to_fewrel` (trained on the preset's dataset, then scored on FewRel's test relations, as
 `evaluate.py --dataset fewrel` does, at FewRel's 64 tokens), `protonet_adaptive` (`protonet` with adaptive
-task sampling, `task_sampling=adaptive`), `distill` (the encoder's first 2 layers
+task sampling, `task_sampling=adaptive`), `protonet_names` (`protonet` with the class names as support examples, in
+meta-training and test), `distill` (the encoder's first 2 layers
 distilled from all 6 on the training episodes; configs/text_distill.py), each from its configs/text_*.py
 preset with the schedule shortened for a 2-core CPU (--steps, --meta_batch_size, --episodes, --test_queries;
 FOMAML uses --fomaml_inner_steps inner steps). Every row goes to bench/results/text_fewshot.jsonl as it finishes
@@ -47,7 +48,7 @@ CONFIG_OF = {"frozen": "text_protonet", "protonet": "text_protonet", "anil": "te
              "finetune": "text_finetune", "distill": "text_distill", "setfit": "text_setfit",
              "setfit_meta": "text_setfit", "prompt": "text_prompt", "prompt_random": "text_prompt",
              "prompt_meta": "text_prompt", "frozen_names": "text_protonet", "frozen_filter": "text_protonet",
-             "protonet_adaptive": "text_protonet"}
+             "protonet_adaptive": "text_protonet", "protonet_names": "text_protonet"}
 CROSS = "_to_fewrel"
 ZERO_STEP = ("frozen", "frozen_names", "frozen_filter", "finetune", "setfit", "prompt", "prompt_random")
 
@@ -62,7 +63,7 @@ def load_config(method: str, preset: str, args=None):
         c.method = "fomaml"
     if method == "prompt_random":
         c.text.prompt_init = "random"
-    if method == "frozen_names":
+    if method in ("frozen_names", "protonet_names"):
         c.text.label_names = True
     if method == "frozen_filter":
         c.text.support_filter = args.support_filter
