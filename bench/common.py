@@ -170,12 +170,23 @@ def compile_step(run: Run):
     return compiled, time.perf_counter() - t0
 
 
-def time_steps(compiled, state, batches, *, warmup: int, timed: int):
+LIBRARY_OPS = ("ynn_fusion", "xnn_fusion", "onednn", "convolution(", "custom-call(")
+
+
+def library_ops(compiled) -> dict:
+    """How many of each library-backed op the compiled program holds: shows whether an XLA flag changed it."""
+    text = compiled.as_text() or ""
+    return {op: text.count(op) for op in LIBRARY_OPS if op in text}
+
+
+def time_steps(compiled, state, batches, *, warmup: int, timed: int, losses: list | None = None):
     """Median-able wall times of `timed` steps after `warmup` steps; each step waits for its loss (as the peers'
-    `float(loss)` does). Returns (times, state)."""
+    `float(loss)` does). Returns (times, state); every step's loss is appended to `losses` when it is given."""
     for i in range(warmup):
         state, metrics = compiled(state, batches[i % len(batches)])
         jax.block_until_ready(metrics["loss"])
+        if losses is not None:
+            losses.append(float(metrics["loss"]))
     times = []
     for i in range(timed):
         b = batches[(warmup + i) % len(batches)]
@@ -183,6 +194,8 @@ def time_steps(compiled, state, batches, *, warmup: int, timed: int):
         state, metrics = compiled(state, b)
         jax.block_until_ready(metrics["loss"])
         times.append(time.perf_counter() - t0)
+        if losses is not None:
+            losses.append(float(metrics["loss"]))
     return times, state
 
 

@@ -29,8 +29,9 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `fewjax` impo
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from bench.common import (WORKLOADS, build, compile_step, machine, peak_rss_mb, reset_peak_rss,  # noqa: E402
-                          rss_mb, summarize, time_steps, trainer_config, versions, write_result, xla_memory)
+from bench.common import (WORKLOADS, build, compile_step, library_ops, machine, peak_rss_mb,  # noqa: E402
+                          reset_peak_rss, rss_mb, summarize, time_steps, trainer_config, versions, write_result,
+                          xla_memory)
 
 ALL = ("W1", "W2", "W3", "W4", "W5", "W6")
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
@@ -47,14 +48,15 @@ def bench_step(name: str, *, steps: int, warmup: int, tasks: int | None = None, 
     flops = float(cost.get("flops", 0.0)) if cost else 0.0
     before = rss_mb()
     reset = reset_peak_rss()
-    times, _ = time_steps(compiled, run.state, run.batches, warmup=warmup, timed=steps)
+    losses: list[float] = []
+    times, _ = time_steps(compiled, run.state, run.batches, warmup=warmup, timed=steps, losses=losses)
     rec = dict(impl="fewjax (trainer step)", workload=name, tasks=run.tasks, **summarize(times, run.tasks),
                warmup=warmup, compile_s=round(compile_s, 2), **xla_memory(compiled),
                step_rss_delta_mb=round(peak_rss_mb() - before, 1) if reset and before else None,
                peak_rss_mb=round(peak_rss_mb() or 0.0, 1), xla_cost_gflop=round(flops / 1e9, 2),
                gflop_per_task=gflop_per_task(flops, cfg, run),
-               remat=remat, task_loop=run.config.task_loop, chunk_size=run.chunk_size,
-               conv_grad=run.config.model.conv_grad)
+               losses=losses, library_ops=library_ops(compiled), remat=remat, task_loop=run.config.task_loop,
+               chunk_size=run.chunk_size, conv_grad=run.config.model.conv_grad)
     return rec
 
 

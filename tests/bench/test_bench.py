@@ -195,3 +195,44 @@ def test_reproduction_table_puts_each_reptile_row_beside_its_own_protocol(tmp_pa
     transductive, alone = reproduce.table().splitlines()[2:]
     assert transductive.startswith("| reptile | 5w1s | 97.68 | 95.00 ± 0.40 |")
     assert alone.startswith("| reptile | 5w1s (non-transductive) | 95.39 | 95.00 ± 0.40 |")
+
+
+def _flag_record(step, losses, ops):
+    return dict(median_step_s=step, losses=losses, library_ops=ops, xla_cost_gflop=10.0)
+
+
+def test_xla_flags_rows_compare_each_variant_with_the_default_of_the_same_rounds():
+    from bench import xla_flags
+
+    ynn = {"ynn_fusion": 3}
+    runs = {("W4", "default"): [_flag_record(1.0, [2.0, 1.5], ynn), _flag_record(1.2, [2.0, 1.5], ynn)],
+            ("W4", "onednn"): [_flag_record(0.5, [2.0, 1.5], ynn), _flag_record(0.6, [2.0, 1.5], ynn)],
+            ("W4", "ynn off (Eigen)"): [_flag_record(2.2, [2.0, 1.6], {"convolution(": 3}), dict(error="exit 1")]}
+    rows = {r["variant"]: r for r in xla_flags.summarize(runs, peak=100.0)}
+    assert rows["onednn"]["speedup_vs_default"] == 2.0  # medians 1.1 / 0.55
+    assert rows["onednn"]["losses_equal_default"] and rows["onednn"]["program_as_default"]
+    assert rows["onednn"]["percent_of_gemm_peak"] == round(100 * (10.0 / 0.55) / 100.0, 1)
+    eigen = rows["ynn off (Eigen)"]
+    assert eigen["rounds"] == 1 and eigen["speedup_vs_default"] == 0.5
+    assert eigen["losses_equal_default"] is False and eigen["program_as_default"] is False
+    table = xla_flags.markdown(list(rows.values()), dict(time="t", cpus=2, commit="c", load_before=[1], load_after=[1],
+                                                         peak_gflops=100.0, rounds=2, steps=2))
+    assert "convolution x3 (changed)" in table
+
+
+def test_xla_flags_needs_the_default_variant():
+    from bench import xla_flags
+
+    with pytest.raises(SystemExit):
+        xla_flags.main(["--variants", "onednn"])
+
+
+def test_compare_commits_ratio_and_loss_agreement():
+    from bench.compare_commits import compare
+
+    base = [dict(median_step_s=2.0, losses=[1.0, 0.5]), dict(median_step_s=2.2, losses=[1.0, 0.5])]
+    head = [dict(median_step_s=1.0, losses=[1.0, 0.50001]), dict(error="exit 1")]
+    row = compare(base, head)
+    assert row["speedup"] == 2.1 and row["losses_agree"] is True and row["head_rounds"] == [1.0]
+    assert compare(base, [dict(median_step_s=1.0, losses=[1.0, 0.6])])["losses_agree"] is False
+    assert "error" in compare(base, [dict(error="exit 1")])
