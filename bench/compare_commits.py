@@ -6,7 +6,8 @@
 (uncommitted changes included). Every (round, workload, side) is a fresh `bench/throughput.py` process run from
 its own tree, the two sides taking turns, so a change in the machine's load falls on both. A row gives each side's
 median over rounds of its median step time, the ratio (base / this tree: above 1 means this tree is faster), and
-whether the two sides' losses agree (a speed-up that changes the numbers is reported as such, not hidden).
+whether the first step's loss agrees (the same parameters on both sides: a speed-up that changes the numbers is
+reported as such, not hidden), with the largest relative difference of the later steps' losses.
 Records are appended to `bench/results/compare_commits.jsonl`.
 """
 from __future__ import annotations
@@ -46,17 +47,24 @@ def step_record(tree: Path, workload: str, *, steps: int, tasks: int | None, tim
     return recs[-1]
 
 
-def compare(base: list[dict], head: list[dict], rtol: float = 1e-4) -> dict:
-    """Medians, the ratio base/head and whether the losses agree, from each side's per-round records."""
+def compare(base: list[dict], head: list[dict], rtol: float = 1e-5) -> dict:
+    """Medians, the ratio base/head and whether the losses agree, from each side's per-round records.
+
+    The first step's loss is computed at the same parameters on both sides, so it must agree to float32 rounding
+    (`rtol`); later steps start from parameters that rounding has already moved apart (second-order MAML amplifies
+    that), so their largest relative difference is reported, not judged."""
     base_ok, head_ok = [r for r in base if "error" not in r], [r for r in head if "error" not in r]
     if not base_ok or not head_ok:
         return dict(error=(base + head)[-1].get("error", "no record"))
     b = statistics.median(r["median_step_s"] for r in base_ok)
     h = statistics.median(r["median_step_s"] for r in head_ok)
     bl, hl = base_ok[0].get("losses"), head_ok[0].get("losses")
-    agree = None if bl is None or hl is None else len(bl) == len(hl) and all(
-        abs(x - y) <= rtol * max(abs(x), 1e-12) for x, y in zip(bl, hl))
-    return dict(base_step_s=round(b, 4), head_step_s=round(h, 4), speedup=round(b / h, 3), losses_agree=agree,
+    agree = drift = None
+    if bl and hl and len(bl) == len(hl):
+        agree = abs(bl[0] - hl[0]) <= rtol * max(abs(bl[0]), 1e-12)
+        drift = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(bl, hl))
+    return dict(base_step_s=round(b, 4), head_step_s=round(h, 4), speedup=round(b / h, 3), first_loss_agrees=agree,
+                max_loss_drift=drift,
                 base_rounds=[r["median_step_s"] for r in base_ok], head_rounds=[r["median_step_s"] for r in head_ok],
                 base_losses=bl, head_losses=hl)
 
@@ -101,7 +109,7 @@ def main(argv=None) -> list[dict]:
             f.write(json.dumps(r) + "\n")
     for r in rows:
         print(json.dumps({k: r.get(k) for k in ("workload", "base", "head", "base_step_s", "head_step_s", "speedup",
-                                                "losses_agree", "error") if k in r}))
+                                                "first_loss_agrees", "max_loss_drift", "error") if k in r}))
     return rows
 
 

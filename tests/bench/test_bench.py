@@ -207,7 +207,7 @@ def test_xla_flags_rows_compare_each_variant_with_the_default_of_the_same_rounds
     ynn = {"ynn_fusion": 3}
     runs = {("W4", "default"): [_flag_record(1.0, [2.0, 1.5], ynn), _flag_record(1.2, [2.0, 1.5], ynn)],
             ("W4", "onednn"): [_flag_record(0.5, [2.0, 1.5], ynn), _flag_record(0.6, [2.0, 1.5], ynn)],
-            ("W4", "ynn off (Eigen)"): [_flag_record(2.2, [2.0, 1.6], {"convolution(": 3}), dict(error="exit 1")]}
+            ("W4", "ynn off (Eigen)"): [_flag_record(2.2, [2.1, 1.6], {"convolution(": 3}), dict(error="exit 1")]}
     rows = {r["variant"]: r for r in xla_flags.summarize(runs, peak=100.0)}
     assert rows["onednn"]["speedup_vs_default"] == 2.0  # medians 1.1 / 0.55
     assert rows["onednn"]["losses_equal_default"] and rows["onednn"]["program_as_default"]
@@ -231,8 +231,9 @@ def test_compare_commits_ratio_and_loss_agreement():
     from bench.compare_commits import compare
 
     base = [dict(median_step_s=2.0, losses=[1.0, 0.5]), dict(median_step_s=2.2, losses=[1.0, 0.5])]
-    head = [dict(median_step_s=1.0, losses=[1.0, 0.50001]), dict(error="exit 1")]
+    head = [dict(median_step_s=1.0, losses=[1.000001, 0.6]), dict(error="exit 1")]
     row = compare(base, head)
-    assert row["speedup"] == 2.1 and row["losses_agree"] is True and row["head_rounds"] == [1.0]
-    assert compare(base, [dict(median_step_s=1.0, losses=[1.0, 0.6])])["losses_agree"] is False
+    assert row["speedup"] == 2.1 and row["first_loss_agrees"] is True and row["head_rounds"] == [1.0]
+    assert abs(row["max_loss_drift"] - 0.2) < 1e-9
+    assert compare(base, [dict(median_step_s=1.0, losses=[1.1, 0.5])])["first_loss_agrees"] is False
     assert "error" in compare(base, [dict(error="exit 1")])
