@@ -40,11 +40,16 @@ PADDINGS = [((1, 1), (1, 1)), ((0, 0), (0, 0)), ((2, 0), (0, 1)), ((2, 2), (3, 3
 KERNELS = [(3, 3), (1, 1), (2, 3)]
 
 
-@pytest.mark.parametrize("padding", PADDINGS)
-@pytest.mark.parametrize("kernel", KERNELS)
-def test_value_and_derivatives_match_lax_in_float64(kernel, padding):
+CASES = ([(kernel, padding, (2, 4)) for kernel in KERNELS for padding in PADDINGS]
+         # one input channel takes the multiply-add forward (`single_channel_conv`); one output channel makes the
+         # input gradient's convolution a one-channel one
+         + [((3, 3), padding, (1, 4)) for padding in PADDINGS] + [((2, 3), ((2, 0), (0, 1)), (1, 1))])
+
+
+@pytest.mark.parametrize("kernel, padding, channels", CASES)
+def test_value_and_derivatives_match_lax_in_float64(kernel, padding, channels):
     with jax.enable_x64(True):
-        x, w = inputs(kernel)
+        x, w = inputs(kernel, channels=channels)
         ours = lambda x, w: conv2d(x, w, padding)
         ref = lambda x, w: lax_conv(x, w, padding)
         chex.assert_trees_all_close(ours(x, w), ref(x, w), rtol=1e-12, atol=1e-12)
