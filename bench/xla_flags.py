@@ -72,10 +72,11 @@ def summarize(runs: dict, peak: float | None) -> list[dict]:
             continue
         step = _median_step(ok)
         base = [r for r in runs.get((workload, "default"), []) if "error" not in r]
-        flops = ok[0].get("xla_cost_gflop")
+        per_task = ok[0].get("gflop_per_task")  # exact only where XLA counts the whole step (W1, W4)
+        flops = per_task * ok[0]["tasks"] if per_task else None
         gflops = flops / step if flops else None
         rows.append(dict(
-            workload=workload, variant=variant, flags=VARIANTS[variant], rounds=len(ok), median_step_s=round(step, 4),
+            records=ok, workload=workload, variant=variant, flags=VARIANTS[variant], rounds=len(ok), median_step_s=round(step, 4),
             speedup_vs_default=round(_median_step(base) / step, 3) if base else None, gflop_per_step=flops,
             gflops=round(gflops, 1) if gflops else None,
             percent_of_gemm_peak=round(100 * gflops / peak, 1) if gflops and peak else None,

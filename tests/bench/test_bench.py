@@ -198,7 +198,7 @@ def test_reproduction_table_puts_each_reptile_row_beside_its_own_protocol(tmp_pa
 
 
 def _flag_record(step, losses, ops):
-    return dict(median_step_s=step, losses=losses, library_ops=ops, xla_cost_gflop=10.0)
+    return dict(median_step_s=step, losses=losses, library_ops=ops, gflop_per_task=5.0, tasks=2)
 
 
 def test_xla_flags_rows_compare_each_variant_with_the_default_of_the_same_rounds():
