@@ -61,9 +61,23 @@ def rank(events: list[dict], steps: int, origins: dict[str, str], top: int) -> l
     return rows, {k: round(v / steps / 1e3, 2) for k, v in kinds.most_common(12)}
 
 
+def text_step(length: int, model: str, data_dir: str):
+    """The text ProtoNet step of bench/text_side_by_side.py (batch 64, `length` tokens), compiled, with its state."""
+    from bench.text_side_by_side import FewjaxCase, episode_ids
+
+    ids, support_y, query_y, preset = episode_ids(length, 64, model=model, data_dir=data_dir)
+    case = FewjaxCase("protonet_step", ids, support_y, query_y, preset, model=model, data_dir=data_dir)
+    return case.fn, case.state, [case.task], case.compile_s, 1
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workload", default="W1", choices=sorted(WORKLOADS))
+    ap.add_argument("--workload", default="W1", choices=sorted(WORKLOADS) + ["text32", "text64"],
+                    help="W1-W4, or text32/text64: one text ProtoNet step on MiniLM at that many tokens "
+                         "(bench/text_side_by_side.py's episode and step)")
+    shared = Path(__file__).resolve().parents[2] / "shared"
+    ap.add_argument("--model", default=str(shared / "models" / "all-MiniLM-L6-v2"), help="text workloads")
+    ap.add_argument("--data_dir", default=str(shared / "data"), help="text workloads")
     ap.add_argument("--tasks", type=int, default=4, help="MAML meta-batch (small keeps the trace small)")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--top", type=int, default=25)
@@ -71,19 +85,22 @@ def main(argv=None):
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="trainer config override")
     args = ap.parse_args(argv)
     overrides = dict(kv.split("=", 1) for kv in args.set)
-    cfg = WORKLOADS[args.workload]
-    run = build(cfg, tasks=args.tasks if cfg["kind"] == "maml" else None, overrides=overrides)
-    compiled, compile_s = compile_step(run)
-    state = run.state
+    if args.workload.startswith("text"):
+        compiled, state, batches, compile_s, tasks = text_step(int(args.workload[4:]), args.model, args.data_dir)
+    else:
+        cfg = WORKLOADS[args.workload]
+        run = build(cfg, tasks=args.tasks if cfg["kind"] == "maml" else None, overrides=overrides)
+        compiled, compile_s = compile_step(run)
+        state, batches, tasks = run.state, run.batches, run.tasks
     for i in range(2):
-        state, metrics = compiled(state, run.batches[i % 2])
+        state, metrics = compiled(state, batches[i % len(batches)])
         jax.block_until_ready(metrics["loss"])
     with jax.profiler.trace(str(args.trace_dir), create_perfetto_trace=True):
         for i in range(args.steps):
-            state, metrics = compiled(state, run.batches[i % 2])
+            state, metrics = compiled(state, batches[i % len(batches)])
             jax.block_until_ready(metrics["loss"])
     rows, kinds = rank(trace_events(args.trace_dir), args.steps, op_origins(compiled.as_text()), args.top)
-    print(f"# {args.workload}, {run.tasks} task(s), {args.steps} traced steps, compile {compile_s:.1f} s, "
+    print(f"# {args.workload}, {tasks} task(s), {args.steps} traced steps, compile {compile_s:.1f} s, "
           f"overrides {overrides or 'none'}; trace in {args.trace_dir}")
     print(f"{'ms/step':>9} {'calls':>6}  op  <- origin")
     for r in rows:

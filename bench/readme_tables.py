@@ -18,6 +18,8 @@ Sections (between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in README.md):
   (bench/mamlpp_ablation.py)
 - text_side_by_side: the MiniLM forward and one text ProtoNet step against PyTorch + transformers, from
   bench/results/text_side_by_side.jsonl (bench/text_side_by_side.py)
+- speed: W1-W4, fewjax's trainer step against the fastest PyTorch peer, from bench/results/side_by_side.json
+  (bench/side_by_side.py)
 - adaptive_sampling: adaptive task sampling against uniform at equal steps, from
   bench/results/adaptive_sampling.jsonl (bench/adaptive_sampling.py)
 """
@@ -93,6 +95,33 @@ def setfit_table() -> str:
     return "\n".join(out)
 
 
+WORKLOAD_NAMES = {"W1": "W1 second-order MAML, 1 step, meta-batch 32", "W2": "W2 second-order MAML, 5 steps",
+                  "W3": "W3 first-order MAML, 5 steps", "W4": "W4 ProtoNet 60-way 5-shot"}
+
+
+def speed_table() -> str:
+    path = RESULTS / "side_by_side.json"
+    if not path.exists():
+        return "(no side_by_side.json yet: `PYTHONPATH=. python bench/side_by_side.py`)"
+    doc = json.loads(path.read_text())
+    meta = doc["meta"]
+    dash = lambda v: "-" if v is None else v  # noqa: E731
+    out = ["| workload | fewjax tasks/s | fastest peer tasks/s | fewjax / peer | GFLOP / task | fewjax % of GEMM peak "
+           "| peer % of GEMM peak | fewjax step RSS delta | peer's |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in doc["ratios"]:
+        out.append(f"| {WORKLOAD_NAMES.get(r['workload'], r['workload'])} | {r['fewjax_tasks_per_s']} | "
+                   f"{r['peer_tasks_per_s']} ({r['fastest_peer']}) | **{r['speedup']}x** | "
+                   f"{dash(r['gflop_per_task'])} | "
+                   f"{dash(r['fewjax_percent_of_peak'])} | {dash(r['peer_percent_of_peak'])} | "
+                   f"{r['fewjax_step_rss_delta_mb']} MB | {r['peer_step_rss_delta_mb']} MB |")
+    peak = meta.get("gemm_peak_gflops")
+    out += ["", f"Run {meta.get('time')} on {meta.get('machine')}, load average {meta.get('load_before')} before and "
+            f"{meta.get('load_after')} after; float32 GEMM peak in the same run: "
+            f"{f'{peak} GFLOP/s' if peak else 'not measured'}; {meta.get('steps')} timed steps per process."]
+    return "\n".join(out)
+
+
 def replace(text: str, name: str, body: str) -> str:
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     if begin not in text:
@@ -109,7 +138,7 @@ def main() -> None:
                        ("text_matrix", text_matrix), ("data", data_table), ("imaml_memory", imaml_memory_table),
                        ("imaml_accuracy", imaml_accuracy.table),
                        ("mamlpp_ablation", mamlpp_ablation.table), ("adaptive_sampling", adaptive_sampling.table),
-                       ("text_side_by_side", text_side_by_side.table),
+                       ("text_side_by_side", text_side_by_side.table), ("speed", speed_table),
                        ("setfit", setfit_table)):
         body = make()
         print(f"## {name}\n{body}\n")

@@ -118,6 +118,15 @@ def _run(cmd, *, env, cwd, timeout, impl, workload) -> dict:
     return rec
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or "unknown": the sessions' machines are not all the same kind."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
+
+
 def measure_peak(timeout: float) -> float | None:
     """This machine's float32 GEMM GFLOP/s now (bench/peak.py in its own process), or None if it failed."""
     out = RESULTS / "peak_side_by_side.json"
@@ -243,7 +252,8 @@ def main(argv=None) -> dict:
         return doc
     meta = dict(time=time.strftime("%Y-%m-%dT%H:%M:%S"), load_before=[round(x, 2) for x in os.getloadavg()],
                 steps=args.steps, warmup=args.warmup, cpus=os.cpu_count(),
-                machine=os.environ.get("BENCH_MACHINE", f"{os.cpu_count()}-core CPU ({os.uname().machine})"),
+                machine=os.environ.get("BENCH_MACHINE",
+                                       f"{os.cpu_count()}-core CPU ({os.uname().machine}, {cpu_model()})"),
                 torch_python=args.torch_python, peer_device=os.environ.get("PEER_DEVICE", "cpu"))
     print("== float32 GEMM peak", file=sys.stderr, flush=True)
     meta["gemm_peak_gflops"] = measure_peak(args.timeout)
