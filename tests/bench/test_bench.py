@@ -237,3 +237,11 @@ def test_compare_commits_ratio_and_loss_agreement():
     assert abs(row["max_loss_drift"] - 0.2) < 1e-9
     assert compare(base, [dict(median_step_s=1.0, losses=[1.1, 0.5])])["first_loss_agrees"] is False
     assert "error" in compare(base, [dict(error="exit 1")])
+
+
+@pytest.mark.parametrize("args", [["--episodes", "1"], ["--torch_python", "/nonexistent/python"]])
+def test_setfit_side_by_side_refuses_bad_arguments_before_running_anything(args):
+    from bench import setfit_side_by_side
+
+    with pytest.raises(SystemExit):
+        setfit_side_by_side.main(args)
