@@ -142,8 +142,9 @@ def table(path: Path = RESULTS) -> str:
     run = rows[-1]["run"]
     latest = {(r["case"], r["length"], r["impl"]): r for r in rows if r["run"] == run}
     out = ["| case | length | fewjax sentences/s | PyTorch sentences/s | fewjax / PyTorch | per-round ratios | "
-           "load (1 min) |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
+           "load (1 min) | GFLOP / call | fewjax % of GEMM peak | PyTorch % of GEMM peak |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    dash = lambda v: "-" if v is None else v  # noqa: E731
     keys = sorted({(c, n) for c, n, _ in latest}, key=lambda k: (CASES.index(k[0]) if k[0] in CASES else 9, k[1]))
     for case, length in keys:
         f, t = latest.get((case, length, "fewjax")), latest.get((case, length, "pytorch"))
@@ -152,11 +153,15 @@ def table(path: Path = RESULTS) -> str:
         loads = [x for r in (f, t) for x in (r["load_before"], r["load_after"]) if x is not None]
         load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "?"
         out.append(f"| {case} | {length} | {f['sentences_per_s']:.1f} | {t['sentences_per_s']:.1f} | "
-                   f"**{f['ratio']:.2f}x** | {', '.join(f'{x:.2f}' for x in f.get('round_ratios', []))} | {load} |")
+                   f"**{f['ratio']:.2f}x** | {', '.join(f'{x:.2f}' for x in f.get('round_ratios', []))} | {load} | "
+                   f"{dash(f.get('gflop_per_call'))} | {dash(f.get('percent_of_gemm_peak'))} | "
+                   f"{dash(t.get('percent_of_gemm_peak'))} |")
     r0 = latest[next(iter(latest))]
     out += ["", f"Batch {r0['batch']}, {r0['rounds']} alternating rounds, run {run} at commit {r0['commit']}; "
                 f"PyTorch {r0['peer_versions'].get('torch')}, transformers {r0['peer_versions'].get('transformers')} "
-                f"({r0['peer_threads']} threads), jax {r0['versions'].get('jax')}."]
+                f"({r0['peer_threads']} threads), jax {r0['versions'].get('jax')}; float32 GEMM peak in the same run: "
+                f"{peak_text(r0.get('gemm_peak_gflops'))}. GFLOP per call is XLA's count of fewjax's "
+                "program; the peer does the same work."]
     return "\n".join(out)
 
 
@@ -223,6 +228,22 @@ def commit() -> str:
 
 
 # ----------------------------------------------------------------------------------------------- fewjax
+def xla_gflop(compiled) -> float | None:
+    """XLA's count of a compiled call's floating-point operations, in GFLOP (the same work the peer does)."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float((cost or {}).get("flops", 0.0))
+    return round(flops / 1e9, 3) if flops > 0 else None
+
+
+def peak_text(peak: float | None) -> str:
+    return f"{peak} GFLOP/s" if peak else "not measured"
+
+
+def percent_of_peak(gflop: float | None, seconds: float, peak: float | None) -> float | None:
+    return round(100 * gflop / seconds / peak, 1) if gflop and peak else None
+
+
 class FewjaxCase:
     """A compiled fewjax call for one (case, length) and its inputs; `run(warmup, reps)` -> timed seconds."""
 
@@ -271,6 +292,7 @@ class FewjaxCase:
                          f"(method={c.method}, distance={c.distance}, temperature={c.temperature}, "
                          f"{c.optim.name} lr={c.optim.lr}, grad_clip={c.optim.grad_clip}), one host-fed episode")
         self.compile_s = time.perf_counter() - t0
+        self.gflop = xla_gflop(self.fn)
 
     def run(self, warmup: int, reps: int) -> list[float]:
         import jax
@@ -312,7 +334,10 @@ def main(argv=None) -> list[dict]:
 
     from bench.common import machine, versions
 
+    from bench.side_by_side import measure_peak
+
     run_id = time.strftime("%Y-%m-%dT%H:%M:%S")
+    peak = measure_peak(600.0)  # float32 GEMM GFLOP/s now, in its own process
     start_load = load_average()
     tmp = Path(tempfile.mkdtemp(prefix="text_sbs_"))
     inputs, cases = {}, {}
@@ -356,8 +381,10 @@ def main(argv=None) -> list[dict]:
         extra = dict(common, preset=inputs[length][3], fewjax_impl=fj.impl, fewjax_compile_s=round(fj.compile_s, 2),
                      peer_versions=peer["versions"], peer_threads=peer["threads"],
                      peer_attn_implementation=peer["attn_implementation"], peer_optimizer=peer["optimizer"],
-                     peer_model_load_s=peer["model_load_s"], backend=jax.default_backend(), **check)
+                     peer_model_load_s=peer["model_load_s"], backend=jax.default_backend(), gflop_per_call=fj.gflop,
+                     gemm_peak_gflops=peak, **check)
         for rec in combine(case, length, blocks[case, length], batch=args.batch, extra=extra):
+            rec["percent_of_gemm_peak"] = percent_of_peak(fj.gflop, rec["seconds_per_call"], peak)
             print(json.dumps(rec), flush=True)
             records.append(rec)
             if str(args.out) != "-":

@@ -32,11 +32,33 @@ def test_table_shows_the_latest_run_in_case_then_length_order(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     lines = sbs.table(path).splitlines()
     assert lines[0].startswith("| case | length | fewjax sentences/s | PyTorch sentences/s | fewjax / PyTorch |")
-    assert lines[2] == "| forward | 32 | 33.7 | 24.0 | **1.41x** | 1.30, 1.50 | 8.5-9.2 |"  # the latest run, not "old"
-    assert lines[3] == "| forward | 64 | 17.0 | 14.0 | **1.21x** | 1.30, 1.50 | 6.0-6.6 |"
-    assert lines[4] == "| protonet_step | 32 | 8.4 | 4.8 | **1.75x** | 1.30, 1.50 | 8.0-8.7 |"
+    assert lines[2] == "| forward | 32 | 33.7 | 24.0 | **1.41x** | 1.30, 1.50 | 8.5-9.2 | - | - | - |"  # latest run
+    assert lines[3] == "| forward | 64 | 17.0 | 14.0 | **1.21x** | 1.30, 1.50 | 6.0-6.6 | - | - | - |"
+    assert lines[4] == "| protonet_step | 32 | 8.4 | 4.8 | **1.75x** | 1.30, 1.50 | 8.0-8.7 | - | - | - |"
     assert "2 alternating rounds" in lines[-1] and "PyTorch 2.13.0+cpu" in lines[-1] and "abc1234" in lines[-1]
     assert "no bench/results" in sbs.table(tmp_path / "missing.jsonl")
+
+
+def test_flops_and_fraction_of_the_peak_appear_when_recorded(tmp_path):
+    path = tmp_path / "sbs.jsonl"
+    rows = [dict(_rec("fewjax", "forward", 32, 200.0, 1.25, 1.6), gflop_per_call=45.0, percent_of_gemm_peak=83.0,
+                 gemm_peak_gflops=180.0),
+            dict(_rec("pytorch", "forward", 32, 160.0, 1.25, 1.6), gflop_per_call=45.0, percent_of_gemm_peak=66.4,
+                 gemm_peak_gflops=180.0)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = sbs.table(path).splitlines()
+    assert lines[2].endswith("| 45.0 | 83.0 | 66.4 |") and "180.0 GFLOP/s" in lines[-1]
+    assert sbs.percent_of_peak(45.0, 0.3, 180.0) == round(100 * 150 / 180, 1)
+    assert sbs.percent_of_peak(None, 0.3, 180.0) is None and sbs.percent_of_peak(45.0, 0.3, None) is None
+
+
+def test_xla_gflop_counts_a_matrix_product():
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones((64, 128))
+    compiled = jax.jit(lambda a, b: a @ b).lower(x, x.T).compile()
+    assert sbs.xla_gflop(compiled) == round(2 * 64 * 128 * 64 / 1e9, 3)
 
 
 def test_combine_pools_the_rounds_and_gives_both_lines_one_ratio():
