@@ -71,9 +71,16 @@ def gflop_per_task(flops: float, cfg: dict, run) -> float | None:
     return round(flops / 1e9 / (run.chunk_size or run.tasks), 2)
 
 
-def bench_eval(*, episodes: int = 600, batch_size: int = 50, overrides: dict | None = None) -> list[dict]:
+W5_CASES = {"maml_5w": ("maml", 5, True), "protonet_5w": ("protonet", 5, True),
+            "protonet_20w": ("protonet", 20, True), "protonet_20w_unbounded": ("protonet", 20, False)}
+"""W5's evaluations: (method, ways, with the default memory bound)."""
+
+
+def bench_eval(*, episodes: int = 600, batch_size: int = 50, overrides: dict | None = None,
+               cases: tuple[str, ...] = tuple(W5_CASES)) -> list[dict]:
     """W5: seconds to evaluate `episodes` test episodes, compile included: 5-way 1-shot MAML and ProtoNet, then
-    20-way 1-shot ProtoNet with the default memory bound and without one (peak RSS of each evaluation alone)."""
+    20-way 1-shot ProtoNet with the default memory bound and without one (peak RSS of each evaluation alone);
+    `cases` picks some of them (`W5_CASES`)."""
     from fewjax.data import episodes as make_episodes
     from fewjax.data import omniglot
     from fewjax.eval.evaluate import EVAL_MEMORY_MB, evaluate
@@ -84,8 +91,8 @@ def bench_eval(*, episodes: int = 600, batch_size: int = 50, overrides: dict | N
     source = omniglot("test", data_dir=data_dir, download=False, progress=False)
     load_s = time.perf_counter() - t0
     out = []
-    for method_name, ways, memory_mb in (("maml", 5, EVAL_MEMORY_MB), ("protonet", 5, EVAL_MEMORY_MB),
-                                         ("protonet", 20, EVAL_MEMORY_MB), ("protonet", 20, 1e9)):
+    for method_name, ways, bounded in (W5_CASES[c] for c in cases):
+        memory_mb = EVAL_MEMORY_MB if bounded else 1e9
         sampler = make_episodes(source, ways=ways, shots=1, queries=15, seed=0)
         c = trainer_config(WORKLOADS["W1" if method_name == "maml" else "W4"], overrides=overrides)
         c.test_ways, c.test_shots, c.test_queries, c.eval_inner_steps = ways, 1, 15, 3
@@ -133,11 +140,11 @@ def bench_memory(*, inner_steps=(1, 5, 10, 20), tasks: int | None = None, overri
 
 
 def run_workload(name: str, *, steps: int, warmup: int, tasks: int | None = None,
-                 overrides: dict | None = None) -> list[dict]:
+                 overrides: dict | None = None, w5_cases: tuple[str, ...] = tuple(W5_CASES)) -> list[dict]:
     if name in ("W1", "W2", "W3", "W4"):
         recs = [bench_step(name, steps=steps, warmup=warmup, tasks=tasks, overrides=overrides)]
     elif name == "W5":
-        recs = bench_eval(overrides=overrides)
+        recs = bench_eval(overrides=overrides, cases=w5_cases)
     elif name == "W6":
         recs = bench_memory(tasks=tasks, overrides=overrides)
     else:
@@ -155,6 +162,7 @@ def parse_args(argv=None):
     ap.add_argument("--tasks", type=int, default=None, help="override the MAML meta-batch (W1-W3, W6; default 32)")
     ap.add_argument("--out", type=Path, default=None, help="JSONL file to append to")
     ap.add_argument("--no-save", action="store_true", help="print only")
+    ap.add_argument("--w5", default=",".join(W5_CASES), help=f"W5's evaluations, a comma list of {list(W5_CASES)}")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="trainer config override, e.g. --set task_loop=vmap --set model.conv_grad=xla")
     args = ap.parse_args(argv)
@@ -168,6 +176,9 @@ def parse_args(argv=None):
         ap.error(f"--workload {','.join(bad)} unknown; choose from {', '.join(ALL)} or 'all'")
     if args.steps < 1 or args.warmup < 0:
         ap.error(f"--steps must be >= 1 and --warmup >= 0; got {args.steps}, {args.warmup}")
+    args.w5 = tuple(c.strip() for c in args.w5.split(","))
+    if any(c not in W5_CASES for c in args.w5):
+        ap.error(f"--w5 {','.join(args.w5)}: choose from {', '.join(W5_CASES)}")
     if args.tasks is not None and args.tasks < 1:
         ap.error(f"--tasks must be >= 1; got {args.tasks}")
     return args, names
@@ -178,7 +189,7 @@ def main(argv=None) -> list[dict]:
     records = []
     for name in names:
         for rec in run_workload(name, steps=args.steps, warmup=args.warmup, tasks=args.tasks,
-                                overrides=args.overrides):
+                                overrides=args.overrides, w5_cases=args.w5):
             print(json.dumps(rec), flush=True)
             if not args.no_save:
                 write_result(rec, args.out)

@@ -245,3 +245,10 @@ def test_setfit_side_by_side_refuses_bad_arguments_before_running_anything(args)
 
     with pytest.raises(SystemExit):
         setfit_side_by_side.main(args)
+
+
+def test_throughput_w5_cases():
+    args, _ = throughput.parse_args(["--workload", "W5", "--w5", "maml_5w,protonet_5w"])
+    assert args.w5 == ("maml_5w", "protonet_5w")
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--workload", "W5", "--w5", "protonet_7w"])
