@@ -26,25 +26,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.reproduce import commit  # noqa: E402
-from bench.side_by_side import _json_lines  # noqa: E402
+from bench.side_by_side import first_loss_agrees, throughput_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "compare_commits.jsonl"
-
-
-def step_record(tree: Path, workload: str, *, steps: int, tasks: int | None, timeout: float) -> dict:
-    cmd = [sys.executable, str(tree / "bench" / "throughput.py"), "--workload", workload, "--steps", str(steps),
-           "--no-save", *(["--tasks", str(tasks)] if tasks else [])]
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    try:
-        p = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return dict(error=f"timed out after {timeout:.0f} s")
-    recs = [d for d in _json_lines(p.stdout) if "median_step_s" in d]
-    if p.returncode or not recs:
-        tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or [""]
-        return dict(error=f"exit {p.returncode}: {tail[0][:300]}")
-    return recs[-1]
 
 
 def compare(base: list[dict], head: list[dict], rtol: float = 1e-5) -> dict:
@@ -61,7 +46,7 @@ def compare(base: list[dict], head: list[dict], rtol: float = 1e-5) -> dict:
     bl, hl = base_ok[0].get("losses"), head_ok[0].get("losses")
     agree = drift = None
     if bl and hl and len(bl) == len(hl):
-        agree = abs(bl[0] - hl[0]) <= rtol * max(abs(bl[0]), 1e-12)
+        agree = first_loss_agrees(hl, bl, rtol)
         drift = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(bl, hl))
     return dict(base_step_s=round(b, 4), head_step_s=round(h, 4), speedup=round(b / h, 3), first_loss_agrees=agree,
                 max_loss_drift=drift,
@@ -94,7 +79,7 @@ def main(argv=None) -> list[dict]:
             for rnd in range(args.rounds):
                 for w in workloads:
                     for side, tree in (("base", base_tree), ("head", ROOT)):
-                        rec = step_record(tree, w, steps=args.steps, tasks=args.tasks, timeout=args.timeout)
+                        rec = throughput_record(tree, w, steps=args.steps, tasks=args.tasks, timeout=args.timeout)
                         runs.setdefault((w, side), []).append(rec)
                         print(f"round {rnd + 1} {w} {side}: {rec.get('median_step_s', rec.get('error'))}", flush=True)
         finally:

@@ -79,6 +79,30 @@ def _json_lines(text: str) -> list[dict]:
     return out
 
 
+def throughput_record(tree: Path, workload: str, *, steps: int, timeout: float, tasks: int | None = None,
+                      env: dict | None = None) -> dict:
+    """One `bench/throughput.py` run of `workload` from the checkout `tree`, in its own process (with `env` added
+    to the environment): its record, or `{"error": ...}`."""
+    cmd = [sys.executable, str(tree / "bench" / "throughput.py"), "--workload", workload, "--steps", str(steps),
+           "--no-save", *(["--tasks", str(tasks)] if tasks else [])]
+    try:
+        p = subprocess.run(cmd, cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree), **(env or {})),
+                           capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return dict(error=f"timed out after {timeout:.0f} s")
+    recs = [d for d in _json_lines(p.stdout) if "median_step_s" in d]
+    if p.returncode or not recs:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or [""]
+        return dict(error=f"exit {p.returncode}: {tail[0][:300]}")
+    return recs[-1]
+
+
+def first_loss_agrees(losses: list[float], reference: list[float], rtol: float = 1e-5) -> bool:
+    """Whether the first step's loss (at the same parameters on both sides) agrees to float32 rounding; later steps
+    start from parameters that rounding has already moved apart, so they are not judged."""
+    return abs(losses[0] - reference[0]) <= rtol * max(abs(reference[0]), 1e-12)
+
+
 PLAIN_JAX = ("task_loop=vmap", "model.conv_grad=xla")  # the program without the CPU paths (bench/README.md)
 
 

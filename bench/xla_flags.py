@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.reproduce import commit  # noqa: E402
-from bench.side_by_side import _json_lines, measure_peak  # noqa: E402
+from bench.side_by_side import first_loss_agrees, measure_peak, throughput_record  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -38,28 +37,8 @@ VARIANTS = {
 }
 
 
-def run_variant(workload: str, flags: str, *, steps: int, timeout: float) -> dict:
-    env = dict(os.environ, XLA_FLAGS=flags, PYTHONPATH=str(HERE.parent))
-    cmd = [sys.executable, str(HERE / "throughput.py"), "--workload", workload, "--steps", str(steps), "--no-save"]
-    try:
-        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=HERE.parent)
-    except subprocess.TimeoutExpired:
-        return dict(error=f"timed out after {timeout:.0f} s")
-    recs = [d for d in _json_lines(p.stdout) if "median_step_s" in d]
-    if p.returncode != 0 or not recs:
-        tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or [""]
-        return dict(error=f"exit {p.returncode}: {tail[0][:300]}")
-    return recs[-1]
-
-
 def _median_step(recs: list[dict]) -> float:
     return statistics.median(r["median_step_s"] for r in recs)
-
-
-def _same_losses(recs: list[dict], base: dict, rtol: float = 1e-5) -> bool:
-    """Whether every record's first step loss (at the same parameters as the default's) agrees with the default's
-    to float32 rounding; later steps drift apart by rounding alone (bench/compare_commits.py)."""
-    return all(abs(r["losses"][0] - base["losses"][0]) <= rtol * max(abs(base["losses"][0]), 1e-12) for r in recs)
 
 
 def summarize(runs: dict, peak: float | None) -> list[dict]:
@@ -76,11 +55,13 @@ def summarize(runs: dict, peak: float | None) -> list[dict]:
         flops = per_task * ok[0]["tasks"] if per_task else None
         gflops = flops / step if flops else None
         rows.append(dict(
-            records=ok, workload=workload, variant=variant, flags=VARIANTS[variant], rounds=len(ok), median_step_s=round(step, 4),
+            records=ok, workload=workload, variant=variant, flags=VARIANTS[variant], rounds=len(ok),
+            median_step_s=round(step, 4),
             speedup_vs_default=round(_median_step(base) / step, 3) if base else None, gflop_per_step=flops,
             gflops=round(gflops, 1) if gflops else None,
             percent_of_gemm_peak=round(100 * gflops / peak, 1) if gflops and peak else None,
-            losses_equal_default=_same_losses(ok, base[0]) if base else None,
+            losses_equal_default=(all(first_loss_agrees(r["losses"], base[0]["losses"]) for r in ok)
+                                  if base else None),
             program_as_default=ok[0].get("library_ops") == base[0].get("library_ops") if base else None,
             library_ops=ok[0].get("library_ops"), step_times=[r["median_step_s"] for r in ok]))
     return rows
@@ -126,7 +107,8 @@ def main(argv=None) -> list[dict]:
     for rnd in range(args.rounds):
         for w in workloads:
             for v in variants:
-                rec = run_variant(w, VARIANTS[v], steps=args.steps, timeout=args.timeout)
+                rec = throughput_record(HERE.parent, w, steps=args.steps, timeout=args.timeout,
+                                        env={"XLA_FLAGS": VARIANTS[v]})
                 runs.setdefault((w, v), []).append(rec)
                 print(f"round {rnd + 1} {w} {v}: {rec.get('median_step_s', rec.get('error'))}", flush=True)
     meta = dict(time=time.strftime("%Y-%m-%dT%H:%M:%S"), cpus=os.cpu_count(), commit=commit(),
