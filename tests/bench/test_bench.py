@@ -192,9 +192,26 @@ def test_reproduction_table_puts_each_reptile_row_beside_its_own_protocol(tmp_pa
                train_wall_seconds=600.0, train_load_average=2.0, hardware="cpu", commit="abc")
     (tmp_path / "reproduction.jsonl").write_text(json.dumps(row) + "\n" + json.dumps({**row, "transductive": False})
                                                  + "\n")
-    transductive, alone = reproduce.table().splitlines()[2:]
+    transductive, alone = reproduce.table().splitlines()[2:4]
     assert transductive.startswith("| reptile | 5w1s | 97.68 | 95.00 ± 0.40 |")
     assert alone.startswith("| reptile | 5w1s (non-transductive) | 95.39 | 95.00 ± 0.40 |")
+
+
+def test_reproduction_table_shows_the_most_trained_run_of_each_setting_and_what_it_changed(tmp_path, monkeypatch):
+    from bench import reproduce
+
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "reproduction.jsonl")
+    row = dict(method="matching", setting="5w1s", ci95=0.002, step=900, train_wall_seconds=600.0,
+               train_load_average=2.0, hardware="cpu", commit="abc", run="m",
+               train_args=["--config", "configs/omniglot_matching.py:5w1s", "--config.ways=60",
+                           "--config.eval_every=500"])
+    rows = [{**row, "trained_steps": 900, "accuracy": 0.95}, {**row, "trained_steps": 4000, "accuracy": 0.978},
+            {**row, "trained_steps": 2000, "accuracy": 0.97}]
+    (tmp_path / "reproduction.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = reproduce.table().splitlines()
+    assert len(lines) == 5 and lines[2].startswith("| matching | 5w1s | 98.1 | 97.80 ± 0.20 | -0.30 | 4,000 (20.0%) |")
+    assert "`omniglot_matching.py:5w1s` with ways=60 |" in lines[2] and "eval_every" not in lines[2]
+    assert lines[4].startswith("2 shorter or earlier evaluations")
 
 
 def _flag_record(step, losses, ops):
