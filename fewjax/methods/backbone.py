@@ -18,4 +18,4 @@ def build_model(config, *, classes: int | None) -> nn.Module:
     if config.model.name != "conv4":
         raise ValueError(f"config.model.name={config.model.name!r}: choose conv4, resnet12 or mlp")
     return Conv4(num_classes=classes, hidden=config.model.hidden, norm=config.model.norm, pool=config.model.pool,
-                 dtype=dtype, conv_grad=config.model.conv_grad)
+                 dtype=dtype, conv_grad=config.model.conv_grad, fold_norm=classes is None)

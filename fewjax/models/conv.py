@@ -104,12 +104,12 @@ def single_channel_conv(x: jax.Array, w: jax.Array, padding: Padding) -> jax.Arr
     """A one-channel input's convolution as `kh * kw` broadcast multiply-adds, which XLA fuses into one pass
     (a library convolution with one input channel runs a GEMM of depth 1: several times slower on XLA:CPU)."""
     kh, kw = w.shape[:2]
-    xp = _pad(x, padding)
+    xp = pad_hw(x, padding)
     ho, wo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
     return sum(xp[:, i: i + ho, j: j + wo] * w[i, j, 0] for i in range(kh) for j in range(kw))
 
 
-def _pad(x: jax.Array, padding: Padding) -> jax.Array:
+def pad_hw(x: jax.Array, padding: Padding) -> jax.Array:
     """`x` zero-padded by `padding` (a negative side crops)."""
     (top, bottom), (left, right) = padding
     xp = jnp.pad(x, ((0, 0), (max(top, 0), max(bottom, 0)), (max(left, 0), max(right, 0)), (0, 0)))
@@ -142,7 +142,7 @@ def weight_grad(x: jax.Array, dy: jax.Array, kernel: tuple[int, int], padding: P
     both one product per tap and XLA's own weight-gradient convolution (bench/README.md).
     """
     kh, kw = kernel
-    xp = _pad(x, padding)
+    xp = pad_hw(x, padding)
     n, ho, wo, d = dy.shape
     c = x.shape[-1]
     columns = jnp.concatenate([xp[:, :, j: j + wo] for j in range(kw)], axis=-1)  # [N, H', Wo, kw*C]

@@ -14,6 +14,11 @@ or "matmul" (the weight gradient as matrix products, `fewjax.models.conv`; sever
 "auto" becomes "matmul" on the CPU and "xla" elsewhere (`fewjax.methods.resolve_platform`). Values and derivatives
 are the same either way; so are the parameters.
 
+`fold_norm=True` computes the first block's batch norm from the input image's statistics when nothing differentiates
+it (`fewjax.models.folded_norm`): the same values (to float rounding), parameters and gradients, and a forward
+pass about 25% faster on the CPU. Metric methods turn it on (their evaluation is a forward pass); MAML's
+evaluation, which differentiates the support pass, measured 10% slower with it, so it stays off there.
+
 Example:
     >>> import jax, jax.numpy as jnp
     >>> from fewjax.models import Conv4
@@ -30,6 +35,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fewjax.models.conv import conv_general_dilated, matmul_grad
+from fewjax.models.folded_norm import MAX_FOLDED_CHANNELS, conv_batch_norm
 from fewjax.models.norm import make_norm
 from fewjax.models.pool import max_pool_2x2
 
@@ -44,6 +50,7 @@ class Conv4(nn.Module):
     pool: str = "max"
     dtype: Any = jnp.float32
     conv_grad: str = "xla"
+    fold_norm: bool = False
 
     @nn.compact
     def __call__(self, x):
@@ -55,6 +62,13 @@ class Conv4(nn.Module):
         x = x.astype(self.dtype)
         for i in range(self.blocks):
             strides = (2, 2) if self.pool == "stride" else (1, 1)
+            if self._folds(x):
+                kernel = _ConvKernel(self.hidden, name=f"conv{i}")(x.shape[-1])
+                scale, bias = _NormAffine(name=f"norm{i}")(self.hidden)
+                x = conv_batch_norm(x, kernel, scale, bias, ((1, 1), (1, 1)), 1e-5, bool(conv_kw))
+                x = nn.relu(x)
+                x = max_pool_2x2(x)
+                continue
             x = nn.Conv(self.hidden, (3, 3), strides=strides, padding="SAME", dtype=self.dtype, name=f"conv{i}",
                         use_bias=self.norm != "batch", **conv_kw)(x)
             norm = make_norm(self.norm, f"norm{i}")
@@ -67,3 +81,27 @@ class Conv4(nn.Module):
         if self.num_classes is not None:
             x = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
         return x.astype(jnp.float32)
+
+    def _folds(self, x) -> bool:
+        """Whether this block's batch norm is folded into its convolution (`fewjax.models.folded_norm`)."""
+        return (self.fold_norm and self.norm == "batch" and self.pool == "max" and self.dtype == jnp.float32
+                and x.shape[-1] <= MAX_FOLDED_CHANNELS)
+
+
+class _ConvKernel(nn.Module):
+    """The kernel `nn.Conv(features, (3, 3), use_bias=False)` would create (same name, initialiser and shape)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, in_features: int):
+        return self.param("kernel", nn.initializers.lecun_normal(), (3, 3, in_features, self.features), jnp.float32)
+
+
+class _NormAffine(nn.Module):
+    """The scale and bias `fewjax.models.BatchStatNorm` would create."""
+
+    @nn.compact
+    def __call__(self, features: int):
+        return (self.param("scale", nn.initializers.ones, (features,)),
+                self.param("bias", nn.initializers.zeros, (features,)))

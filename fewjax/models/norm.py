@@ -8,6 +8,7 @@ within a task the query examples share statistics (transductive, as in the paper
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 NORMS = ("batch", "layer", "none")
@@ -23,12 +24,17 @@ class BatchStatNorm(nn.Module):
         features = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones, (features,))
         bias = self.param("bias", nn.initializers.zeros, (features,))
-        axes = tuple(range(x.ndim - 1))
-        x32 = x.astype(jnp.float32)
-        mean = jnp.mean(x32, axis=axes)
-        var = jnp.mean(jnp.square(x32 - mean), axis=axes)
-        y = (x32 - mean) * (scale / jnp.sqrt(var + self.epsilon)) + bias
-        return y.astype(x.dtype)
+        return batch_stat_norm(x, scale, bias, self.epsilon)
+
+
+def batch_stat_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float = 1e-5) -> jax.Array:
+    """`x` normalised over all axes but the last with its own mean and (biased) variance, then scaled and shifted."""
+    axes = tuple(range(x.ndim - 1))
+    x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # bfloat16 statistics in float32; float64 stays
+    mean = jnp.mean(x32, axis=axes)
+    var = jnp.mean(jnp.square(x32 - mean), axis=axes)
+    y = (x32 - mean) * (scale / jnp.sqrt(var + epsilon)) + bias
+    return y.astype(x.dtype)
 
 
 def make_norm(kind: str, name: str) -> nn.Module | None:
