@@ -80,7 +80,6 @@ class _Run(NamedTuple):
     step_fn: Callable
     next_input: Callable  # () -> the step's data: the sampler's device state, or the next host meta-batch
     validate: Callable  # params -> {metric, "ci95", ...} on the fixed validation episodes
-    eval_jit: Callable
     mesh: Any
     metric: str
     resumed_metrics: dict | None
@@ -119,13 +118,12 @@ def _build(config, ckpts: Checkpoints) -> _Run:
         next_input = lambda: data  # noqa: E731
     else:
         next_input = functools.partial(next, _host_batches(train_sampler, config, int(state.step), mesh))
-    eval_jit = jax.jit(method.evaluate)
     metric = "loss" if config.dataset == "sinusoid" else "accuracy"
     validate_now = functools.partial(evaluate, method.evaluate, sampler=val_sampler, num_episodes=config.val_episodes,
                                      batch_size=config.eval_batch_size, memory_mb=config.eval_memory_mb, seed=VAL_SEED,
-                                     metric=metric, jitted=eval_jit,
+                                     metric=metric,
                                      mesh=mesh if mesh.size > 1 else None)
-    return _Run(method, state, step_fn, next_input, validate_now, eval_jit, mesh, metric, resumed_metrics)
+    return _Run(method, state, step_fn, next_input, validate_now, mesh, metric, resumed_metrics)
 
 
 def adaptive_task_sampling(config, *, on_device: bool):
@@ -190,21 +188,21 @@ def _train_and_evaluate(config, workdir: Path, *, progress: bool) -> dict:
         if ckpts.latest_step() is None:  # total_steps=0: keep the untrained (e.g. pretrained) model
             ckpts.save(step, state, config=config.to_dict())
         ckpts.wait()
-        return final_test(config, workdir, ckpts, state, run.method, run.eval_jit, run.mesh, metric,
+        return final_test(config, workdir, ckpts, state, run.method, run.mesh, metric,
                           progress=progress)
     finally:
         writer.close()
         ckpts.close()
 
 
-def final_test(config, workdir, ckpts, state, method, eval_jit, mesh, metric, *, progress) -> dict:
+def final_test(config, workdir, ckpts, state, method, mesh, metric, *, progress) -> dict:
     """Evaluates the best (else latest) checkpoint on the test classes and writes `workdir/eval_test.json`."""
     which = "best" if ckpts.best_step() is not None else "latest"
     state, info = ckpts.restore(state, step=which)  # the loop always leaves at least one checkpoint
     scoring = episodes_to_score(method, state.params, config, "test", seed=TEST_SEED)
     result = evaluate(scoring.eval_fn, state.params, scoring.sampler, num_episodes=config.test_episodes,
                       batch_size=config.eval_batch_size, memory_mb=config.eval_memory_mb, seed=TEST_SEED,
-                      metric=metric, jitted=eval_jit if scoring.eval_fn is method.evaluate else None,
+                      metric=metric,
                       mesh=mesh if mesh.size > 1 else None, progress=progress)
     record = describe(config, split="test", checkpoint=which, step=info["step"], result=result,
                       features_seconds=scoring.features_seconds)
