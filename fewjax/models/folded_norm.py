@@ -14,7 +14,9 @@ and normalising folds into the convolution: `norm(conv(x, w)) = conv(x, w * k) +
 
 Under differentiation the custom VJP's forward rule runs the plain layer (the convolution, then
 `fewjax.models.norm.batch_stat_norm`) and its backward rule is that computation's VJP: gradients of every order are
-the unfolded layer's own, so training is untouched. `tests/models/test_folded_norm.py` checks values in float64.
+the unfolded layer's own, so training is untouched. As with any custom VJP, forward-mode differentiation
+(`jax.jvp`, `jax.jacfwd`) is not available: a model that needs it keeps `Conv4(fold_norm=False)`, the default.
+`tests/models/test_folded_norm.py` checks values in float64.
 
 Example:
     >>> import jax, jax.numpy as jnp
