@@ -36,6 +36,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 TASKS = "tasks"
 FSDP = "fsdp"
 
+EVAL_MEMORY_MB = 768
+"""Default bound on one evaluation batch's planned memory, per device (`fewjax.evaluate`, `config.eval_memory_mb`,
+`evaluate.py --memory_mb`): a 20-way conv4 test stays under 2 GB of process memory on the CPU, and batches of 5-way
+episodes are not cut at all."""
+
 MIN_SHARDED_SIZE = 2**18
 """Leaves with fewer elements (1 MiB of float32) stay replicated: gathering them costs more than it saves."""
 

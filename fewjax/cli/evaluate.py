@@ -10,6 +10,7 @@ from absl import flags, logging
 
 from fewjax.cli.common import run_or_fail
 from fewjax.cli.distributed import initialize_distributed
+from fewjax.eval.evaluate import EVAL_MEMORY_MB
 from fewjax.eval.workdir import evaluate_workdir, save_record
 
 
@@ -20,7 +21,7 @@ class _Flags:
         flags.DEFINE_enum("split", "test", ["test", "val"], "Which classes to evaluate on.")
         flags.DEFINE_integer("episodes", 600, "Number of episodes.")
         flags.DEFINE_integer("batch_size", 50, "Episodes per vmapped batch (at most; see --memory_mb).")
-        flags.DEFINE_float("memory_mb", 768, "Fewer episodes per batch when one batch's compiled program would "
+        flags.DEFINE_float("memory_mb", EVAL_MEMORY_MB, "Fewer episodes per batch when one batch's compiled program would "
                            "plan for more memory than this, per device.")
         flags.DEFINE_integer("ways", None, "Override the test ways.")
         flags.DEFINE_integer("shots", None, "Override the test shots.")

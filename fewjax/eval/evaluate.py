@@ -32,11 +32,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fewjax.data.pipeline import prefetch
-from fewjax.placement import batch_sharding, fetch, map_per_device
+from fewjax.placement import EVAL_MEMORY_MB, batch_sharding, fetch, map_per_device
 
-EVAL_MEMORY_MB = 768
-"""Default bound on one evaluation batch's planned memory, per device: a 20-way conv4 test stays under 2 GB of
-process memory on the CPU, and batches of 5-way episodes are not cut at all."""
 VAL_SEED = 1_000_003
 """Seed of the validation episodes: fixed, and used by no training run."""
 TEST_SEED = 2_000_003

@@ -14,6 +14,7 @@ import ml_collections
 
 from fewjax.methods import METHODS, PER_TASK_WEIGHTS, TEXT_METHODS
 from fewjax.models.conv import CONV_GRADS
+from fewjax.placement import EVAL_MEMORY_MB
 from fewjax.text.datasets import TEXT_DATASETS
 
 class FlagError(ValueError):
@@ -71,7 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.val_episodes = 200
     c.test_episodes = 600
     c.eval_batch_size = 50
-    c.eval_memory_mb = 768  # episodes per evaluation call are cut until one call's planned memory fits (per device)
+    c.eval_memory_mb = EVAL_MEMORY_MB  # episodes per evaluation call are cut until one call's planned memory fits (per device)
     c.published = ""  # the published result of this setting, printed and recorded beside the measured accuracy
 
     c.model = ml_collections.ConfigDict()
