@@ -138,11 +138,16 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
     """Trains runs/NAME (unless `train` is False), then evaluates its best checkpoint in every setting of `evals`.
 
     A run that stopped before its schedule ended (time limit, signal) is evaluated only with `partial=True`, and its
-    records say `"partial": true`; otherwise it exits asking for the same command again to resume.
+    records say `"partial": true`; otherwise it exits asking for the same command again to resume. A run whose
+    train.py failed (any exit code but 0 and a signal's) is never evaluated: its workdir may hold another run's files.
     """
     workdir = RUNS / name
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     code = train_segment(workdir, train_args, env, time_limit=time_limit) if train else _last_exit_code(workdir)
+    if code not in (0, *STOPPED_BY_SIGNAL):
+        sys.exit(f"{name}: train.py failed (exit code {code}), so nothing was evaluated or recorded; its error is "
+                 "printed above. Fix it and run the same command again (a run cut by a time limit or a signal is "
+                 "evaluated with --partial; a failed one never is).")
     finished = code == 0 and (workdir / "eval_test.json").exists()  # train.py ended (schedule or early stop)
     if not finished and not partial:
         sys.exit(f"training stopped (exit code {code}) before the run finished; run the same command to resume, or "
@@ -172,6 +177,10 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
         with open(RESULTS, "a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps(record))
+
+
+STOPPED_BY_SIGNAL = (128 + signal.SIGTERM, 128 + signal.SIGINT)
+"""train.py's exit codes when a time limit or a signal stopped it after saving a checkpoint (fewjax.cli.train)."""
 
 
 def _last_exit_code(workdir: Path) -> int:

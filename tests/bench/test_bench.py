@@ -184,6 +184,21 @@ def test_a_run_stopped_by_a_signal_counts_as_partial_even_after_evaluate_wrote_e
     assert reproduce._last_exit_code(tmp_path) == 143
 
 
+@pytest.mark.parametrize("exit_code", [1, 2])
+def test_reproduce_never_evaluates_a_run_whose_training_failed_even_with_partial(tmp_path, monkeypatch, exit_code):
+    from bench import reproduce
+
+    monkeypatch.setattr(reproduce, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "reproduction.jsonl")
+    workdir = tmp_path / "runs" / "failed"
+    workdir.mkdir(parents=True)
+    (workdir / "segments.jsonl").write_text(json.dumps({"from_step": 0, "to_step": 168, "exit_code": exit_code}) + "\n")
+    (workdir / "eval_test.json").write_text("{}")  # left by an earlier run in this workdir
+    with pytest.raises(SystemExit, match=f"train.py failed \\(exit code {exit_code}\\)"):
+        reproduce.run("failed", [], ["5w1s"], train=False, partial=True)
+    assert not (tmp_path / "reproduction.jsonl").exists()
+
+
 def test_reproduction_table_puts_each_reptile_row_beside_its_own_protocol(tmp_path, monkeypatch):
     from bench import reproduce
 
