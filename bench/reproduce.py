@@ -143,6 +143,8 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
     """
     workdir = RUNS / name
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if train:
+        check_settings(train_args, evals)
     code = train_segment(workdir, train_args, env, time_limit=time_limit) if train else _last_exit_code(workdir)
     if code not in (0, *STOPPED_BY_SIGNAL):
         sys.exit(f"{name}: train.py failed (exit code {code}), so nothing was evaluated or recorded; its error is "
@@ -177,6 +179,32 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
         with open(RESULTS, "a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps(record))
+
+
+def check_settings(train_args: list[str], evals: list[str]) -> None:
+    """Exits with evaluate.py's own error when a setting of `evals` cannot score the run `train_args` trains (a 5-way
+    head asked for 20 ways), before hours of training rather than after them."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    from fewjax.experiment.config import validate
+
+    argv = ["reproduce.py", *train_args]
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "", flag_values=values, sys_argv=argv)  # the overrides in argv
+    values(argv, known_only=True)
+    for setting in evals:
+        try:
+            ways, shots = (int(n) for n in setting.removesuffix(NON_TRANSDUCTIVE).rstrip("s").split("w"))
+        except ValueError:
+            sys.exit(f"--eval {setting}: write a setting as WAYSwSHOTSs, e.g. 5w1s or 20w5s (add /nt for no transduction)")
+        config = values.config.copy_and_resolve_references()
+        config.test_ways, config.test_shots = ways, shots
+        try:
+            validate(config)
+        except ValueError as e:
+            sys.exit(f"--eval {setting} cannot score this run: {e}. Train the {setting.removesuffix(NON_TRANSDUCTIVE)} preset for that setting, or "
+                     "drop it from --eval.")
 
 
 STOPPED_BY_SIGNAL = (128 + signal.SIGTERM, 128 + signal.SIGINT)

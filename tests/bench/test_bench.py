@@ -199,6 +199,18 @@ def test_reproduce_never_evaluates_a_run_whose_training_failed_even_with_partial
     assert not (tmp_path / "reproduction.jsonl").exists()
 
 
+def test_reproduce_refuses_a_setting_the_trained_head_cannot_score_before_training():
+    from bench import reproduce
+
+    reptile = ["--config", "configs/omniglot_reptile.py:5w1s", "--config.total_steps=10"]
+    reproduce.check_settings(reptile, ["5w1s", "5w1s/nt"])
+    reproduce.check_settings([*reptile, "--config.ways=20"], ["20w1s/nt"])  # the override is what is checked
+    with pytest.raises(SystemExit, match="--eval 20w1s/nt cannot score this run: .*5-way head.*Train the 20w1s preset"):
+        reproduce.check_settings(reptile, ["5w1s", "20w1s/nt"])
+    with pytest.raises(SystemExit, match="write a setting as WAYSwSHOTSs"):
+        reproduce.check_settings(reptile, ["5-way"])
+
+
 def test_reproduction_table_puts_each_reptile_row_beside_its_own_protocol(tmp_path, monkeypatch):
     from bench import reproduce
 
