@@ -13,6 +13,7 @@ import functools
 import ml_collections
 
 from fewjax.methods import METHODS, PER_TASK_WEIGHTS, TEXT_METHODS
+from fewjax.kernels import DISTANCES
 from fewjax.models.conv import CONV_GRADS
 from fewjax.placement import EVAL_MEMORY_MB
 from fewjax.text.datasets import TEXT_DATASETS
@@ -107,6 +108,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.task_loop = "auto"
 
     c.distance = "sqeuclidean"  # protonet: sqeuclidean or cosine
+    c.matching_distance = "cosine"  # matching networks' attention: cosine (Vinyals et al.) or sqeuclidean
     c.temperature = 1.0  # protonet/matching logits are divided by it
 
     c.optim = ml_collections.ConfigDict()
@@ -255,6 +257,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
         need(c.text.head_l2 > 0, "text.head_l2", c.text.head_l2, "must be > 0 (the logistic head's L2 penalty)")
         need(c.test_shots * c.test_ways >= 2, "test_shots", c.test_shots,
              "setfit needs two support examples to make a pair")
+    for key in ("distance", "matching_distance"):
+        need(c[key] in DISTANCES, key, c[key], f"choose one of {DISTANCES}")
     need(c.optim.schedule in SCHEDULES, "optim.schedule", c.optim.schedule, f"choose one of {SCHEDULES}")
     need(c.optim.name in ("adam", "sgd"), "optim.name", c.optim.name, "choose adam or sgd")
     need(c.inner_optimizer in ("sgd", "adam"), "inner_optimizer", c.inner_optimizer, "choose sgd or adam")

@@ -1,4 +1,5 @@
 """Pure-functional meta-learning kernels: `(fn, params, task, *, hyperparameters) -> (value, metrics)`."""
+from fewjax.kernels._episodic import DISTANCES
 from fewjax.kernels.adapt import adapt
 from fewjax.kernels.batching import map_tasks, over_tasks, over_tasks_value_and_grad
 from fewjax.kernels.distill import distillation_loss
@@ -14,7 +15,7 @@ from fewjax.kernels.siamese import contrastive_loss
 from fewjax.kernels.support_filter import near_duplicate_weights
 
 __all__ = [
-    "adapt", "classification_loss", "contrastive_loss", "distillation_loss", "imaml_loss", "logistic_head",
+    "DISTANCES", "adapt", "classification_loss", "contrastive_loss", "distillation_loss", "imaml_loss", "logistic_head",
     "lslr_init", "maml_loss", "mamlpp_adapt", "mamlpp_loss", "mamlpp_step_weights", "map_tasks", "matching_loss",
     "near_duplicate_weights", "over_tasks", "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad", "setfit_loss",
 ]

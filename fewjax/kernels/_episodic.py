@@ -57,3 +57,24 @@ def embed_episode(embed_fn: EmbedFn, params: Params, task: Task):
 def normalize(v: jax.Array, eps: float = 1e-8) -> jax.Array:
     """`v` scaled to unit L2 norm along the last axis."""
     return v / jnp.sqrt(jnp.sum(v**2, axis=-1, keepdims=True) + eps)
+
+
+DISTANCES = ("sqeuclidean", "cosine")
+
+
+def similarity_logits(z_query: jax.Array, z_keys: jax.Array, *, distance: str, temperature: float) -> jax.Array:
+    """`[n_q, n_k]`: minus the squared Euclidean distance, or the cosine, of every query to every key, over
+    `temperature` (ProtoNet's keys are the prototypes, matching networks' the support examples)."""
+    if distance == "sqeuclidean":
+        d = (
+            jnp.sum(z_query**2, axis=-1, keepdims=True)
+            - 2.0 * z_query @ z_keys.T
+            + jnp.sum(z_keys**2, axis=-1)[None, :]
+        )
+        return -d / temperature
+    return normalize(z_query) @ normalize(z_keys).T / temperature
+
+
+def check_distance(distance: str, kernel: str) -> None:
+    if distance not in DISTANCES:
+        raise ValueError(f"{kernel}: distance={distance!r}; choose one of {DISTANCES}.")

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from fewjax.kernels._episodic import check_task, class_summary, embed_episode, masked_cross_entropy, normalize
+from fewjax.kernels._episodic import (check_distance, check_task, class_summary, embed_episode, masked_cross_entropy,
+                                     similarity_logits)
 from fewjax.kernels.support_filter import near_duplicate_weights
 from fewjax.types import EmbedFn, Params, Task
-
-DISTANCES = ("sqeuclidean", "cosine")
 
 
 def protonet_loss(
@@ -49,8 +48,7 @@ def protonet_loss(
     Returns:
       `(loss, {"loss", "accuracy"})`.
     """
-    if distance not in DISTANCES:
-        raise ValueError(f"protonet_loss: distance={distance!r}; choose one of {DISTANCES}.")
+    check_distance(distance, "protonet_loss")
     slots = check_task(task, ways, "protonet_loss")
     z_s, z_q = embed_episode(embed_fn, params, task)
     logits, present = prototype_logits(z_s, task.support.y, z_q, slots=slots, distance=distance,
@@ -70,11 +68,4 @@ def prototype_logits(z_support, y_support, z_query, *, slots: int, distance: str
         onehot = onehot * near_duplicate_weights(z_support, y_support, threshold=near_duplicate_threshold)[:, None]
         counts = onehot.sum(axis=0)
     prototypes = (onehot.T @ z_support) / jnp.maximum(counts, 1.0)[:, None]
-    if distance == "sqeuclidean":
-        d = (
-            jnp.sum(z_query**2, axis=-1, keepdims=True)
-            - 2.0 * z_query @ prototypes.T
-            + jnp.sum(prototypes**2, axis=-1)[None, :]
-        )
-        return -d / temperature, counts > 0
-    return normalize(z_query) @ normalize(prototypes).T / temperature, counts > 0
+    return similarity_logits(z_query, prototypes, distance=distance, temperature=temperature), counts > 0

@@ -20,14 +20,14 @@ def build(config) -> Method:
     embed = apply_fn(model)
     chunk = task_chunk_size(config)
     kernel = fewjax.protonet_loss if config.method == "protonet" else fewjax.matching_loss
-    extra = {"distance": config.distance} if config.method == "protonet" else {}
-    loss = functools.partial(kernel, embed, temperature=config.temperature, **extra)
+    distance = config.distance if config.method == "protonet" else config.matching_distance
+    loss = functools.partial(kernel, embed, temperature=config.temperature, distance=distance)
 
     def init(rng, x):
         return model.init(rng, x)["params"]
 
     def predict(params, support, query_x):
-        return episode_scores(embed, params, support, query_x, method=config.method, distance=config.distance,
+        return episode_scores(embed, params, support, query_x, method=config.method, distance=distance,
                               temperature=config.temperature).argmax(-1)
 
     return Method(config.method, model, init, mean_gradient(functools.partial(loss, ways=config.ways), chunk),
@@ -43,7 +43,7 @@ def episode_scores(embed, params, support: Batch, query_x, *, method: str, dista
     z_s, z_q = embed_episode(embed, params, Task(support, query))
     slots = support.x.shape[0]
     if method == "matching":
-        return matching_probabilities(z_s, support.y, z_q, slots=slots, temperature=temperature)
+        return matching_probabilities(z_s, support.y, z_q, slots=slots, temperature=temperature, distance=distance)
     logits, present = prototype_logits(z_s, support.y, z_q, slots=slots, distance=distance, temperature=temperature,
                                        near_duplicate_threshold=near_duplicate_threshold)
     return jnp.where(present[None, :], logits, -jnp.inf)

@@ -57,6 +57,28 @@ def test_matching_by_hand():
     np.testing.assert_allclose(m["accuracy"], np.mean(probs.argmax(-1) == QUERY.y))
 
 
+def test_matching_sqeuclidean_attention_with_temperature_by_hand():
+    d = ((QUERY.x[:, None, :] - SUPPORT.x[None]) ** 2).sum(-1)  # query 1: [2, 2, 5, 1]
+    np.testing.assert_allclose(d[0], [2, 2, 5, 1])
+    att = np.exp(log_softmax(-d / 0.5))
+    probs = att @ np.eye(2)[SUPPORT.y]
+    expected = -np.log(probs[np.arange(3), QUERY.y] + 1e-8).mean()
+    loss, m = fewjax.matching_loss(identity, 1.0, TASK, ways=2, distance="sqeuclidean", temperature=0.5)
+    np.testing.assert_allclose(loss, expected, rtol=1e-9)
+    np.testing.assert_allclose(m["accuracy"], np.mean(probs.argmax(-1) == QUERY.y))
+    g = jax.grad(lambda s: fewjax.matching_loss(identity, s, TASK, ways=2, distance="sqeuclidean")[0])(1.0)
+    step = 1e-6
+    numeric = (fewjax.matching_loss(identity, 1.0 + step, TASK, ways=2, distance="sqeuclidean")[0]
+               - fewjax.matching_loss(identity, 1.0 - step, TASK, ways=2, distance="sqeuclidean")[0]) / (2 * step)
+    np.testing.assert_allclose(g, numeric, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kernel", [fewjax.matching_loss, fewjax.protonet_loss])
+def test_metric_kernels_name_an_unknown_distance(kernel):
+    with pytest.raises(ValueError, match="distance='l2'; choose one of \\('sqeuclidean', 'cosine'\\)"):
+        kernel(identity, 1.0, TASK, ways=2, distance="l2")
+
+
 def test_contrastive_by_hand():
     x = np.array([[[0.0, 0.0], [3.0, 4.0]], [[1.0, 1.0], [1.0, 2.0]], [[0.0, 0.0], [0.3, 0.4]]])
     y = np.array([1, 0, 0])
