@@ -39,6 +39,15 @@ PUBLISHED_NON_TRANSDUCTIVE = {"reptile": {"5w1s": 95.39, "5w5s": 98.90, "20w1s":
 NON_TRANSDUCTIVE = "/nt"
 
 
+def parse_setting(setting: str) -> tuple[int, int, bool]:
+    """`5w1s` -> (5, 1, transductive), `20w5s/nt` -> (20, 5, not transductive); exits naming the form otherwise."""
+    try:
+        ways, shots = (int(n) for n in setting.removesuffix(NON_TRANSDUCTIVE).rstrip("s").split("w"))
+    except ValueError:
+        sys.exit(f"--eval {setting}: write a setting as WAYSwSHOTSs, e.g. 5w1s or 20w5s (add /nt for no transduction)")
+    return ways, shots, not setting.endswith(NON_TRANSDUCTIVE)
+
+
 def hardware() -> str:
     import jax
 
@@ -162,10 +171,10 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
         evals = [f"{config['test_ways']}w{config['test_shots']}s"]
     trained = latest_step(workdir)
     for setting in evals:
-        ways, shots = setting.removesuffix(NON_TRANSDUCTIVE).rstrip("s").split("w")
-        extra = ["--notransductive"] if setting.endswith(NON_TRANSDUCTIVE) else []
-        done = subprocess.run([sys.executable, "evaluate.py", "--workdir", str(workdir), "--ways", ways, "--shots",
-                               shots, "--episodes", "600", *extra], cwd=ROOT, env=env, capture_output=True, text=True)
+        ways, shots, transductive = parse_setting(setting)
+        extra = [] if transductive else ["--notransductive"]
+        done = subprocess.run([sys.executable, "evaluate.py", "--workdir", str(workdir), "--ways", str(ways), "--shots",
+                               str(shots), "--episodes", "600", *extra], cwd=ROOT, env=env, capture_output=True, text=True)
         if done.returncode:
             sys.exit(f"evaluate.py failed on {name} {setting} (exit code {done.returncode}):\n{done.stderr[-3000:]}")
         record = json.loads(done.stdout.strip().splitlines()[-1])
@@ -194,12 +203,8 @@ def check_settings(train_args: list[str], evals: list[str]) -> None:
     config_flags.DEFINE_config_file("config", None, "", flag_values=values, sys_argv=argv)  # the overrides in argv
     values(argv, known_only=True)
     for setting in evals:
-        try:
-            ways, shots = (int(n) for n in setting.removesuffix(NON_TRANSDUCTIVE).rstrip("s").split("w"))
-        except ValueError:
-            sys.exit(f"--eval {setting}: write a setting as WAYSwSHOTSs, e.g. 5w1s or 20w5s (add /nt for no transduction)")
         config = values.config.copy_and_resolve_references()
-        config.test_ways, config.test_shots = ways, shots
+        config.test_ways, config.test_shots, _ = parse_setting(setting)
         try:
             validate(config)
         except ValueError as e:

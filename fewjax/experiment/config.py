@@ -12,8 +12,8 @@ import functools
 
 import ml_collections
 
-from fewjax.methods import METHODS, PER_TASK_WEIGHTS, TEXT_METHODS
 from fewjax.kernels import DISTANCES
+from fewjax.methods import METHODS, PER_TASK_WEIGHTS, TEXT_METHODS
 from fewjax.models.conv import CONV_GRADS
 from fewjax.placement import EVAL_MEMORY_MB
 from fewjax.text.datasets import TEXT_DATASETS

@@ -65,6 +65,7 @@ DISTANCES = ("sqeuclidean", "cosine")
 def similarity_logits(z_query: jax.Array, z_keys: jax.Array, *, distance: str, temperature: float) -> jax.Array:
     """`[n_q, n_k]`: minus the squared Euclidean distance, or the cosine, of every query to every key, over
     `temperature` (ProtoNet's keys are the prototypes, matching networks' the support examples)."""
+    check_distance(distance, "similarity_logits")
     if distance == "sqeuclidean":
         d = (
             jnp.sum(z_query**2, axis=-1, keepdims=True)
