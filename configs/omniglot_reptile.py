@@ -6,10 +6,14 @@ Expected:  published 5w1s 95.39, 5w5s 98.90, 20w1s 88.14, 20w5s 96.65 without tr
            classified with the support set alone: --config.transductive=False, or evaluate.py --notransductive);
            97.68, 99.48, 89.43, 97.12 with it (the default; Nichol et al. 2018, Table 1).
            fewjax measured: see the README "Results" table.
-Presets:   5w1s, 5w5s, 20w1s, 20w5s. As the paper: inner Adam (beta1 = 0) at lr 1e-3, 5 inner steps (train),
-           50 (test), meta-batch 5, outer SGD with step size 1.0 annealed linearly to 0. Unlike the paper's
-           10-example inner mini-batches, fewjax's inner steps are full-batch on support + query (see
-           fewjax.reptile_grad), with queries chosen so that a training task holds 10 examples per class at 5-way.
+Presets:   5w1s, 5w5s, 20w1s, 20w5s, as the paper's commands (README of openai/supervised-reptile): 10 examples per
+           class in a training task (shots + queries), inner Adam (beta1 = 0) on mini-batches drawn without
+           replacement (`inner_batch_size`): 5 steps of 10 at lr 1e-3 for 5-way, 10 steps of 20 at lr 5e-4 for
+           20-way; meta-batch 5, outer SGD with step size 1.0 annealed linearly to 0 over 100,000 (5-way) or
+           200,000 (20-way) meta-steps; 50 inner steps at test. Two differences from that code: the test-time inner
+           steps are full-batch on the support set (the paper's 5-way 1-shot evaluation is full-batch too; 5w5s and
+           20-way drew mini-batches of 5 and 10), and the inner Adam starts afresh for every task (the code kept its
+           moment estimates across tasks).
            lake: Lake et al.'s one-shot challenge (train on the background alphabets only; test 20-way 1-shot
            within one evaluation alphabet, support and query by different drawers; fewjax.experiment.config.lake_protocol).
 """
@@ -19,10 +23,12 @@ from fewjax.experiment.config import omniglot_presets
 @omniglot_presets("omniglot_reptile.py")
 def get_config(c, preset, ways, shots):
     c.method = "reptile"
-    c.queries = 10 - shots if ways == 5 else 1
+    c.queries = 10 - shots
     c.meta_batch_size = 5
-    c.inner_optimizer, c.inner_lr, c.inner_steps, c.eval_inner_steps = "adam", 1e-3, 5, 50
+    c.inner_optimizer, c.eval_inner_steps = "adam", 50
+    c.inner_lr, c.inner_steps, c.inner_batch_size = (1e-3, 5, 10) if ways == 5 else (5e-4, 10, 20)
     c.optim.name, c.optim.lr, c.optim.schedule = "sgd", 1.0, "linear"
-    c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 100000, 100, 2000, 2000
+    c.total_steps = 100000 if ways == 5 else 200000
+    c.log_every, c.eval_every, c.checkpoint_every = 100, 2000, 2000
     c.val_episodes = 200
     return c

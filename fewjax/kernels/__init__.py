@@ -9,13 +9,13 @@ from fewjax.kernels.maml import maml_loss
 from fewjax.kernels.mamlpp import lslr_init, mamlpp_adapt, mamlpp_loss, mamlpp_step_weights
 from fewjax.kernels.matching import matching_loss
 from fewjax.kernels.protonet import protonet_loss
-from fewjax.kernels.reptile import reptile_grad
+from fewjax.kernels.reptile import inner_minibatches, reptile_grad
 from fewjax.kernels.setfit import logistic_head, setfit_loss
 from fewjax.kernels.siamese import contrastive_loss
 from fewjax.kernels.support_filter import near_duplicate_weights
 
 __all__ = [
-    "DISTANCES", "adapt", "classification_loss", "contrastive_loss", "distillation_loss", "imaml_loss", "logistic_head",
-    "lslr_init", "maml_loss", "mamlpp_adapt", "mamlpp_loss", "mamlpp_step_weights", "map_tasks", "matching_loss",
+    "DISTANCES", "adapt", "classification_loss", "contrastive_loss", "distillation_loss", "imaml_loss", "inner_minibatches",
+    "logistic_head", "lslr_init", "maml_loss", "mamlpp_adapt", "mamlpp_loss", "mamlpp_step_weights", "map_tasks", "matching_loss",
     "near_duplicate_weights", "over_tasks", "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad", "setfit_loss",
 ]

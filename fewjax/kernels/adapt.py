@@ -38,6 +38,7 @@ def adapt(
     remat: bool = False,
     mask: Mask | None = None,
     return_losses: bool = False,
+    minibatches: bool = False,
 ):
     """Adapts `params` to `batch` by `steps` steps of gradient descent.
 
@@ -56,6 +57,8 @@ def adapt(
       mask: which leaves adapt (True) and which stay fixed (False): a pytree of bools with the structure of
         `params` or a function returning one (ANIL: only the head). Fixed leaves get no inner gradient at all.
       return_losses: also return the support loss at the start of each inner step, shape `[steps]`.
+      minibatches: `batch` holds one mini-batch per step along a new leading axis of length `steps`, and step
+        `i` fits `batch[i]` (Reptile's inner mini-batches: `fewjax.inner_minibatches`).
 
     Returns:
       The adapted params (same structure as `params`), and with `return_losses` a tuple `(params, losses)`.
@@ -66,6 +69,9 @@ def adapt(
         raise ValueError("adapt: pass either lr (plain SGD) or optimizer (an optax transformation), not both.")
     if optimizer is None and lr is None:
         raise ValueError("adapt: missing inner learning rate: pass lr=<float or pytree> or optimizer=<optax tx>.")
+    if minibatches and {x.shape[0] for x in jax.tree.leaves(batch)} != {steps}:
+        raise ValueError(f"adapt: with minibatches=True every leaf of batch needs a leading axis of length steps="
+                         f"{steps} (one mini-batch per step); got shapes {[x.shape for x in jax.tree.leaves(batch)]}.")
 
     keep = _mask_tree(mask, params)
     # The adapted leaves stay a pytree shaped like `params`, fixed leaves None, so an inner optax transformation
@@ -75,16 +81,16 @@ def adapt(
     def merge(fast_tree):
         return jax.tree.map(lambda p, k, f: f if k else p, params, keep, fast_tree, is_leaf=lambda x: x is None)
 
-    def support_loss(fast_tree):
-        loss, _ = loss_fn(merge(fast_tree), batch)
+    def support_loss(fast_tree, step_batch):
+        loss, _ = loss_fn(merge(fast_tree), step_batch)
         return loss
 
     lr_fast = None if lr is None else _select_lr(lr, params, keep)
     opt_state = optimizer.init(fast) if optimizer is not None else None
 
-    def step(carry, _):
+    def step(carry, step_batch):
         fast_tree, state = carry
-        loss, grads = jax.value_and_grad(support_loss)(fast_tree)
+        loss, grads = jax.value_and_grad(support_loss)(fast_tree, batch if step_batch is None else step_batch)
         if first_order:
             grads = jax.lax.stop_gradient(grads)
         if optimizer is None:
@@ -99,7 +105,7 @@ def adapt(
     if steps == 0:
         adapted, losses = params, jnp.zeros((0,))
     else:
-        (fast, _), losses = jax.lax.scan(step, (fast, opt_state), None, length=steps)
+        (fast, _), losses = jax.lax.scan(step, (fast, opt_state), batch if minibatches else None, length=steps)
         adapted = merge(fast)
     return (adapted, losses) if return_losses else adapted
 

@@ -6,7 +6,8 @@ optax optimizer as a gradient gives the Reptile outer update; plain SGD with rat
 
 Inner data: with `use_query=True` (the default) the inner loop trains on support and query concatenated, as
 Reptile has no separate query loss at training time; with `use_query=False` it trains on the support set only.
-The inner loop takes full-batch steps on that data.
+The inner loop takes full-batch steps on that data, or, with `inner_batch_size=B` and a key, steps on mini-batches
+of B examples drawn as Nichol et al.'s code draws them (`inner_minibatches`: shuffled epochs, without replacement).
 
 Example:
     >>> import jax.numpy as jnp, fewjax
@@ -37,8 +38,13 @@ def reptile_grad(
     inner_optimizer: optax.GradientTransformation | None = None,
     use_query: bool = True,
     mask: Mask | None = None,
+    inner_batch_size: int | None = None,
+    rng: jax.Array | None = None,
 ):
     """Reptile's pseudo-gradient `params - adapted` for one task.
+
+    `inner_batch_size`: None takes every inner step on all the inner data; an int B takes step i on the i-th
+    mini-batch of `inner_minibatches(data, batch_size=B, steps=inner_steps, rng=rng)`.
 
     Returns:
       `(pseudo_grad, metrics)`: `pseudo_grad` has the structure of `params` and carries no gradient;
@@ -49,14 +55,46 @@ def reptile_grad(
         raise ValueError(f"reptile_grad: inner_steps must be >= 1, got {inner_steps}.")
     data = _concat(task.support, task.query) if use_query else task.support
     params = jax.lax.stop_gradient(params)
+    if inner_batch_size is None:
+        inner_data = data
+    elif rng is None:
+        raise ValueError("reptile_grad: inner_batch_size needs rng=<a PRNG key> to draw the mini-batches.")
+    else:
+        inner_data = inner_minibatches(data, batch_size=inner_batch_size, steps=inner_steps, rng=rng)
     adapted, losses = adapt(
-        loss_fn, params, data, steps=inner_steps, lr=inner_lr, optimizer=inner_optimizer,
-        first_order=True, mask=mask, return_losses=True,
+        loss_fn, params, inner_data, steps=inner_steps, lr=inner_lr, optimizer=inner_optimizer,
+        first_order=True, mask=mask, return_losses=True, minibatches=inner_batch_size is not None,
     )
     after, after_metrics = loss_fn(adapted, data)
     metrics = dict(after_metrics)
     metrics.update(loss=after, inner_loss_before=losses[0])
     return jax.tree.map(jnp.subtract, params, adapted), metrics
+
+
+def inner_minibatches(data: Batch, *, batch_size: int, steps: int, rng: jax.Array) -> Batch:
+    """`steps` mini-batches of `batch_size` examples of `data`, stacked on a new leading axis.
+
+    As `_mini_batches(..., replacement=False)` in Nichol et al.'s code: the examples are shuffled and cut into
+    batches in order; when an epoch runs out, a new shuffle continues it (a batch may straddle two epochs).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, fewjax
+        >>> b = fewjax.Batch(x=jnp.arange(4.0), y=jnp.arange(4))
+        >>> mb = fewjax.inner_minibatches(b, batch_size=2, steps=4, rng=jax.random.PRNGKey(0))
+        >>> mb.x.shape, sorted(mb.x[:2].ravel().tolist()) == [0.0, 1.0, 2.0, 3.0]
+        ((4, 2), True)
+    """
+    n = {x.shape[0] for x in jax.tree.leaves(data)}
+    if len(n) != 1:
+        raise ValueError(f"inner_minibatches: every leaf of data needs the same number of examples, got {n}.")
+    n = n.pop()
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"inner_minibatches: batch_size={batch_size} must be between 1 and the {n} examples of the "
+                         "inner data (support, plus query with use_query=True).")
+    epochs = -(-steps * batch_size // n)
+    order = jnp.concatenate([jax.random.permutation(k, n) for k in jax.random.split(rng, epochs)])
+    order = order[:steps * batch_size].reshape(steps, batch_size)
+    return jax.tree.map(lambda x: x[order], data)
 
 
 def _concat(a: Batch, b: Batch) -> Batch:

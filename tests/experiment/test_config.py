@@ -40,7 +40,8 @@ def test_locked_config_rejects_new_keys_and_wrong_types():
 
 @pytest.mark.parametrize("key, value", [("task_loop", "loop"), ("model.conv_grad", "fast"),
                                         ("augment.max_scale", 1.5), ("early_stop_patience", -1),
-                                        ("distance", "l2"), ("matching_distance", "euclidean")])
+                                        ("distance", "l2"), ("matching_distance", "euclidean"),
+                                        ("inner_batch_size", 4)])
 def test_bad_choice_is_named_before_anything_runs(key, value):
     config = base_config()
     *parents, leaf = key.split(".")
@@ -93,3 +94,15 @@ def test_every_omniglot_config_has_lakes_protocol(name):
     validate(config)
     assert config.split == "lake" and config.within_alphabet
     assert (config.test_ways, config.test_shots, config.test_queries) == (20, 1, 1)
+
+
+@pytest.mark.parametrize("preset", ["5w1s", "5w5s", "20w1s", "20w5s"])
+def test_reptile_presets_take_one_epoch_of_minibatches_per_task(preset):
+    # Nichol et al.: 10 examples per class, inner steps x inner batch = one pass over them.
+    config = load(CONFIGS[0].with_name("omniglot_reptile.py")).get_config(preset)
+    validate(config)
+    assert config.shots + config.queries == 10
+    assert config.inner_steps * config.inner_batch_size == config.ways * 10
+    config.inner_batch_size = config.ways * 10 + 1
+    with pytest.raises(ValueError, match="inner_batch_size"):
+        validate(config)

@@ -45,3 +45,60 @@ def test_rejects_zero_inner_steps():
     task = fewjax.Task(fewjax.Batch(jnp.zeros(1), jnp.ones((1, 2))), fewjax.Batch(jnp.zeros(1), jnp.ones((1, 2))))
     with pytest.raises(ValueError, match="inner_steps must be >= 1"):
         fewjax.reptile_grad(quadratic, jnp.zeros(2), task, inner_steps=0, inner_lr=0.1)
+
+
+def test_minibatched_sgd_follows_the_hand_computed_path():
+    # With the quadratic, step i moves w towards the mean c_i of its own mini-batch: w <- w - lr (w - c_i).
+    ys = jnp.arange(12.0).reshape(6, 2) ** 1.5
+    task = fewjax.Task(fewjax.Batch(jnp.zeros(4), ys[:4]), fewjax.Batch(jnp.zeros(2), ys[4:]))
+    theta, lr, key = jnp.array([0.5, -0.5]), 0.3, jax.random.PRNGKey(3)
+    grad, _ = fewjax.reptile_grad(quadratic, theta, task, inner_steps=5, inner_lr=lr, inner_batch_size=4, rng=key)
+
+    batches = fewjax.inner_minibatches(fewjax.Batch(jnp.zeros(6), ys), batch_size=4, steps=5, rng=key)
+    w = theta
+    for i in range(5):
+        w = w - lr * (w - jnp.mean(batches.y[i], axis=0))
+    np.testing.assert_allclose(grad, theta - w, rtol=1e-12)
+    full, _ = fewjax.reptile_grad(quadratic, theta, task, inner_steps=5, inner_lr=lr)
+    assert not np.allclose(grad, full)  # the mini-batches change the path
+
+
+def test_one_minibatch_of_everything_is_the_full_batch_step():
+    ys = jnp.array([[1.0, 2.0], [3.0, 0.0], [5.0, -1.0]])
+    task = fewjax.Task(fewjax.Batch(jnp.zeros(2), ys[:2]), fewjax.Batch(jnp.zeros(1), ys[2:]))
+    theta = jnp.array([0.5, -0.5])
+    mini, _ = fewjax.reptile_grad(quadratic, theta, task, inner_steps=1, inner_lr=0.2, inner_batch_size=3,
+                                  rng=jax.random.PRNGKey(0))
+    full, _ = fewjax.reptile_grad(quadratic, theta, task, inner_steps=1, inner_lr=0.2)
+    np.testing.assert_allclose(mini, full, rtol=1e-12)
+
+
+def test_minibatches_are_shuffled_epochs_without_replacement():
+    # 4 examples, batches of 3 for 4 steps: 12 draws, three whole shuffles of the 4, batches straddling them.
+    data = fewjax.Batch(x=jnp.arange(4), y=jnp.arange(4) * 10)
+    mb = fewjax.inner_minibatches(data, batch_size=3, steps=4, rng=jax.random.PRNGKey(7))
+    assert mb.x.shape == (4, 3)
+    np.testing.assert_array_equal(mb.y, mb.x * 10)  # the leaves stay paired
+    draws = np.asarray(mb.x).ravel()
+    for epoch in draws.reshape(3, 4):
+        assert sorted(epoch) == [0, 1, 2, 3]
+    again = fewjax.inner_minibatches(data, batch_size=3, steps=4, rng=jax.random.PRNGKey(7))
+    other = fewjax.inner_minibatches(data, batch_size=3, steps=4, rng=jax.random.PRNGKey(8))
+    np.testing.assert_array_equal(again.x, mb.x)
+    assert not np.array_equal(other.x, mb.x)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(inner_batch_size=2), "needs rng"),
+    (dict(inner_batch_size=3, rng=jax.random.PRNGKey(0)), "between 1 and the 2 examples"),
+])
+def test_minibatch_arguments_are_checked(kwargs, message):
+    task = fewjax.Task(fewjax.Batch(jnp.zeros(1), jnp.ones((1, 2))), fewjax.Batch(jnp.zeros(1), jnp.ones((1, 2))))
+    with pytest.raises(ValueError, match=message):
+        fewjax.reptile_grad(quadratic, jnp.zeros(2), task, inner_steps=2, inner_lr=0.1, **kwargs)
+
+
+def test_adapt_minibatches_need_one_batch_per_step():
+    batch = fewjax.Batch(jnp.zeros((3, 2)), jnp.ones((3, 2, 2)))
+    with pytest.raises(ValueError, match="leading axis of length steps=2"):
+        fewjax.adapt(quadratic, jnp.zeros(2), batch, steps=2, lr=0.1, minibatches=True)
