@@ -25,7 +25,7 @@ def get_config(c, preset, ways, shots):
     c.method = "reptile"
     c.queries = 10 - shots
     c.meta_batch_size = 5
-    c.inner_optimizer, c.eval_inner_steps = "adam", 50
+    c.inner_optimizer, c.inner_state, c.eval_inner_steps = "adam", "carried", 50
     c.inner_lr, c.inner_steps, c.inner_batch_size = (1e-3, 5, 10) if ways == 5 else (5e-4, 10, 20)
     c.optim.name, c.optim.lr, c.optim.schedule = "sgd", 1.0, "linear"
     c.total_steps = 100000 if ways == 5 else 200000

@@ -89,6 +89,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_inner_steps = 3
     c.inner_optimizer = "sgd"  # sgd or adam (Reptile: Adam with beta1 = 0, as Nichol et al.)
     c.inner_batch_size = 0  # Reptile's training inner steps: 0 full-batch, B mini-batches of B (fewjax.inner_minibatches)
+    c.inner_state = "per_task"  # Reptile's inner optimizer state: per_task (fresh), carried (fewjax.methods.reptile)
     c.remat = False
     # iMAML (Rajeswaran et al. 2019): proximal strength lambda of the inner problem, conjugate-gradient iterations
     # for the implicit meta-gradient, and damping of that linear system (see fewjax.imaml_loss).
@@ -295,6 +296,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
         inner_examples = c.ways * (c.shots + c.queries) if c.dataset != "sinusoid" else c.inner_batch_size
         need(1 <= c.inner_batch_size <= inner_examples, "inner_batch_size", c.inner_batch_size,
              f"must lie in [1, {inner_examples}] (a training task's ways * (shots + queries) examples), or 0")
+    need(c.inner_state in ("per_task", "carried"), "inner_state", c.inner_state, "choose per_task or carried")
+    if c.inner_state == "carried":
+        need(c.method == "reptile" and c.inner_optimizer == "adam", "inner_state", c.inner_state,
+             "only Reptile with inner_optimizer=adam carries an inner optimizer state; use per_task")
     if c.method == "imaml":
         need(c.imaml_lam > 0, "imaml_lam", c.imaml_lam, "must be > 0 (the proximal strength lambda)")
         need(c.imaml_cg_steps >= 0, "imaml_cg_steps", c.imaml_cg_steps, "must be >= 0 (0: first-order approximation)")

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from fewjax.data.task_sampling import init_difficulty
+from fewjax.methods.method import CARRIED
 from fewjax.methods.text_distill import FROZEN
 
 
@@ -39,7 +40,8 @@ def init_state(params, tx: optax.GradientTransformation, *, ema: bool, task_clas
 
 def outer_optimizer(config) -> optax.GradientTransformation:
     """`config.optim`: Adam or SGD, a learning-rate schedule, optional global-norm clipping; params under a
-    frozen top-level name (distillation's teacher) get no update."""
+    frozen top-level name (distillation's teacher) get no update, and carried state (`CARRIED`: Reptile's inner
+    optimizer state with `config.inner_state="carried"`) is assigned: its meta-gradient is `old - new`."""
     o = config.optim
     schedules = {
         "constant": lambda: o.lr,
@@ -55,5 +57,9 @@ def outer_optimizer(config) -> optax.GradientTransformation:
     if config.method == "distill":
         tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
                                    lambda p: {k: jax.tree.map(lambda _: "frozen" if k in FROZEN else "train", v)
+                                              for k, v in p.items()})
+    if config.method == "reptile" and config.inner_state == "carried":
+        tx = optax.multi_transform({"train": tx, "assign": optax.scale(-1.0)},
+                                   lambda p: {k: jax.tree.map(lambda _: "assign" if k == CARRIED else "train", v)
                                               for k, v in p.items()})
     return tx

@@ -39,6 +39,8 @@ def adapt(
     mask: Mask | None = None,
     return_losses: bool = False,
     minibatches: bool = False,
+    optimizer_state: Any = None,
+    return_state: bool = False,
 ):
     """Adapts `params` to `batch` by `steps` steps of gradient descent.
 
@@ -59,9 +61,13 @@ def adapt(
       return_losses: also return the support loss at the start of each inner step, shape `[steps]`.
       minibatches: `batch` holds one mini-batch per step along a new leading axis of length `steps`, and step
         `i` fits `batch[i]` (Reptile's inner mini-batches: `fewjax.inner_minibatches`).
+      optimizer_state: the state `optimizer` starts from, instead of `optimizer.init` (Reptile as Nichol et al.'s
+        code runs it carries the inner Adam's state from task to task).
+      return_state: also return the optimizer's state after the last step (None for plain SGD).
 
     Returns:
-      The adapted params (same structure as `params`), and with `return_losses` a tuple `(params, losses)`.
+      The adapted params (same structure as `params`); with `return_losses` or `return_state` a tuple
+      `(params, losses, state)` of what was asked for, in that order.
     """
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise ValueError(f"adapt: steps must be a non-negative Python int, got {steps!r}.")
@@ -69,6 +75,8 @@ def adapt(
         raise ValueError("adapt: pass either lr (plain SGD) or optimizer (an optax transformation), not both.")
     if optimizer is None and lr is None:
         raise ValueError("adapt: missing inner learning rate: pass lr=<float or pytree> or optimizer=<optax tx>.")
+    if optimizer_state is not None and optimizer is None:
+        raise ValueError("adapt: optimizer_state is the state of an optax optimizer: pass optimizer=<optax tx> too.")
     if minibatches and {x.shape[0] for x in jax.tree.leaves(batch)} != {steps}:
         raise ValueError(f"adapt: with minibatches=True every leaf of batch needs a leading axis of length steps="
                          f"{steps} (one mini-batch per step); got shapes {[x.shape for x in jax.tree.leaves(batch)]}.")
@@ -86,7 +94,7 @@ def adapt(
         return loss
 
     lr_fast = None if lr is None else _select_lr(lr, params, keep)
-    opt_state = optimizer.init(fast) if optimizer is not None else None
+    opt_state = None if optimizer is None else optimizer.init(fast) if optimizer_state is None else optimizer_state
 
     def step(carry, step_batch):
         fast_tree, state = carry
@@ -105,9 +113,11 @@ def adapt(
     if steps == 0:
         adapted, losses = params, jnp.zeros((0,))
     else:
-        (fast, _), losses = jax.lax.scan(step, (fast, opt_state), batch if minibatches else None, length=steps)
+        (fast, opt_state), losses = jax.lax.scan(step, (fast, opt_state), batch if minibatches else None,
+                                                 length=steps)
         adapted = merge(fast)
-    return (adapted, losses) if return_losses else adapted
+    out = (adapted,) + (losses,) * return_losses + (opt_state,) * return_state
+    return out if len(out) > 1 else adapted
 
 
 def _mask_tree(mask, params):

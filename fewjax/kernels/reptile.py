@@ -40,16 +40,20 @@ def reptile_grad(
     mask: Mask | None = None,
     inner_batch_size: int | None = None,
     rng: jax.Array | None = None,
+    inner_state=None,
 ):
     """Reptile's pseudo-gradient `params - adapted` for one task.
 
     `inner_batch_size`: None takes every inner step on all the inner data; an int B takes step i on the i-th
     mini-batch of `inner_minibatches(data, batch_size=B, steps=inner_steps, rng=rng)`.
 
+    `inner_state`: the state `inner_optimizer` starts from (Nichol et al.'s code never resets its inner Adam, so
+    its moment estimates run on across tasks); None starts it afresh.
+
     Returns:
       `(pseudo_grad, metrics)`: `pseudo_grad` has the structure of `params` and carries no gradient;
       `metrics` holds `loss` (inner loss after adaptation) and `inner_loss_before`, plus the user's metrics
-      after adaptation on the inner data.
+      after adaptation on the inner data. With `inner_state`, `(pseudo_grad, metrics, inner_state_after)`.
     """
     if inner_steps < 1:
         raise ValueError(f"reptile_grad: inner_steps must be >= 1, got {inner_steps}.")
@@ -61,14 +65,16 @@ def reptile_grad(
         raise ValueError("reptile_grad: inner_batch_size needs rng=<a PRNG key> to draw the mini-batches.")
     else:
         inner_data = inner_minibatches(data, batch_size=inner_batch_size, steps=inner_steps, rng=rng)
-    adapted, losses = adapt(
+    adapted, losses, state = adapt(
         loss_fn, params, inner_data, steps=inner_steps, lr=inner_lr, optimizer=inner_optimizer,
         first_order=True, mask=mask, return_losses=True, minibatches=inner_batch_size is not None,
+        optimizer_state=inner_state, return_state=True,
     )
     after, after_metrics = loss_fn(adapted, data)
     metrics = dict(after_metrics)
     metrics.update(loss=after, inner_loss_before=losses[0])
-    return jax.tree.map(jnp.subtract, params, adapted), metrics
+    pseudo_grad = jax.tree.map(jnp.subtract, params, adapted)
+    return (pseudo_grad, metrics) if inner_state is None else (pseudo_grad, metrics, state)
 
 
 def inner_minibatches(data: Batch, *, batch_size: int, steps: int, rng: jax.Array) -> Batch:

@@ -29,6 +29,10 @@ class Method(NamedTuple):
     score: Callable | None = None  # (params, tasks of those features) -> per-task metrics, as `evaluate` on inputs
 
 
+CARRIED = "carried"
+"""The top-level params key of state a method carries from step to step without optimizing it (Reptile's inner Adam
+state): its meta-gradient is `old - new`, and the outer optimizer assigns `new` (`outer_optimizer`)."""
+
 PER_TASK_WEIGHTS = ("maml", "fomaml", "metasgd", "anil", "mamlpp", "reptile", "imaml")
 """Methods whose tasks each get their own adapted weights (the CPU runs them one task at a time: `task_loop`)."""
 

@@ -41,7 +41,8 @@ def test_locked_config_rejects_new_keys_and_wrong_types():
 @pytest.mark.parametrize("key, value", [("task_loop", "loop"), ("model.conv_grad", "fast"),
                                         ("augment.max_scale", 1.5), ("early_stop_patience", -1),
                                         ("distance", "l2"), ("matching_distance", "euclidean"),
-                                        ("inner_batch_size", 4)])
+                                        ("inner_batch_size", 4), ("inner_state", "kept"),
+                                        ("inner_state", "carried")])
 def test_bad_choice_is_named_before_anything_runs(key, value):
     config = base_config()
     *parents, leaf = key.split(".")

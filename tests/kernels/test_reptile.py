@@ -102,3 +102,39 @@ def test_adapt_minibatches_need_one_batch_per_step():
     batch = fewjax.Batch(jnp.zeros((3, 2)), jnp.ones((3, 2, 2)))
     with pytest.raises(ValueError, match="leading axis of length steps=2"):
         fewjax.adapt(quadratic, jnp.zeros(2), batch, steps=2, lr=0.1, minibatches=True)
+
+
+def test_carried_inner_adam_state_gives_the_hand_computed_step():
+    # Adam with beta1 = 0, one step from a carried state (count c, second moment nu0):
+    # nu = b2 nu0 + (1 - b2) g^2, update = -lr g / (sqrt(nu / (1 - b2^(c+1))) + eps).
+    ys = jnp.array([[1.0, 2.0], [3.0, 0.0]])
+    task = fewjax.Task(fewjax.Batch(jnp.zeros(2), ys), fewjax.Batch(jnp.zeros(0), jnp.zeros((0, 2))))
+    theta, lr, b2, eps = jnp.array([0.5, -0.5]), 1e-2, 0.999, 1e-8
+    tx = optax.adam(lr, b1=0.0, b2=b2, eps=eps)
+    nu0, count = jnp.array([4.0, 0.01]), 40
+    state = optax.tree_utils.tree_set(tx.init(theta), nu=nu0, count=jnp.asarray(count, jnp.int32))
+    grad, _, after = fewjax.reptile_grad(quadratic, theta, task, inner_steps=1, inner_optimizer=tx, inner_state=state)
+
+    g = theta - jnp.mean(ys, axis=0)
+    nu = b2 * nu0 + (1 - b2) * g ** 2
+    phi = theta - lr * g / (jnp.sqrt(nu / (1 - b2 ** (count + 1))) + eps)
+    np.testing.assert_allclose(grad, theta - phi, rtol=1e-10)
+    np.testing.assert_allclose(optax.tree_utils.tree_get(after, "nu"), nu, rtol=1e-12)
+    assert int(optax.tree_utils.tree_get(after, "count")) == count + 1
+    fresh, _ = fewjax.reptile_grad(quadratic, theta, task, inner_steps=1, inner_optimizer=tx)
+    np.testing.assert_allclose(fresh, lr * jnp.sign(g), rtol=1e-6)  # a fresh Adam's first step: lr * sign(g)
+
+
+def test_adapt_starts_from_the_given_optimizer_state_and_returns_the_last():
+    batch = fewjax.Batch(jnp.zeros(2), jnp.array([[1.0, 2.0], [3.0, 0.0]]))
+    tx, theta = optax.adam(0.1, b1=0.0), jnp.array([0.5, -0.5])
+    default, s1 = fewjax.adapt(quadratic, theta, batch, steps=2, optimizer=tx, return_state=True)
+    given, s2 = fewjax.adapt(quadratic, theta, batch, steps=2, optimizer=tx, optimizer_state=tx.init(theta),
+                             return_state=True)
+    np.testing.assert_array_equal(default, given)
+    # two steps, then one more from the returned state, equal three steps
+    three = fewjax.adapt(quadratic, theta, batch, steps=3, optimizer=tx)
+    np.testing.assert_allclose(fewjax.adapt(quadratic, default, batch, steps=1, optimizer=tx, optimizer_state=s1),
+                               three, rtol=1e-12)
+    with pytest.raises(ValueError, match="pass optimizer=<optax tx> too"):
+        fewjax.adapt(quadratic, theta, batch, steps=1, lr=0.1, optimizer_state=s1)

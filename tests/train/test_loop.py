@@ -48,7 +48,8 @@ MAMLPP_SCHEDULE = {**PER_STEP["mamlpp"], "mamlpp.epoch_steps": 1, "mamlpp.msl_ep
     lambda root: tiny_config(root, "maml"),
     lambda root: sinusoid_config(),
     pytest.param(lambda root: tiny_config(root, "reptile", inner_steps=3, inner_batch_size=3, inner_optimizer="adam",
-                                          inner_lr=1e-3), id="reptile-minibatches"),  # keys drawn from the step
+                                          inner_lr=1e-3, inner_state="carried"),
+                 id="reptile-minibatches-carried"),  # keys drawn from the step; the inner Adam state checkpointed
     pytest.param(lambda root: tiny_config(root, "imaml"), id="imaml", marks=pytest.mark.slow),  # custom-VJP meta-gradient
     pytest.param(lambda root: tiny_config(root, "mamlpp", **MAMLPP_SCHEDULE), id="mamlpp",
                  marks=pytest.mark.slow),  # compiles both derivative orders, three times
