@@ -42,8 +42,9 @@ def reptile_config():
     return resolve_platform(module.get_config("5w1s"))
 
 
-def run(variant: str, *, steps: int, every: int, schedule: int, val_episodes: int) -> None:
-    config = reptile_config()
+def run(variant: str, *, steps: int, every: int, schedule: int, val_episodes: int, config=None, results=RESULTS):
+    """Trains `steps` meta-steps of `variant`, validating every `every`; returns the final weights."""
+    config = config or reptile_config()
     model = backbone.build_model(config, classes=config.ways)
     loss_fn = fewjax.classification_loss(apply_fn(model))
     train, val = make_sampler(config, "train", seed=0), make_sampler(config, "val", seed=0)
@@ -84,11 +85,12 @@ def run(variant: str, *, steps: int, every: int, schedule: int, val_episodes: in
         theta, state = meta_step(theta, state, tasks, jax.random.fold_in(jax.random.PRNGKey(1), s), 1.0 - s / schedule)
         if (s + 1) % every == 0:
             accs = np.concatenate([np.asarray(accuracy(theta, state, jax.tree.map(jnp.asarray, b)))
-                                   for b in val.eval_batches(val_episodes, seed=1, batch_size=25)])
+                                   for b in val.eval_batches(val_episodes, seed=1, batch_size=min(25, val_episodes))])
             record = dict(variant=variant, step=s + 1, schedule=schedule, val_episodes=val_episodes,
                           val_accuracy=round(float(accs.mean()), 4), seconds=round(time.time() - start),
                           load_average=round(os.getloadavg()[0], 2), hardware=hardware(), commit=commit())
-            append_record(RESULTS, record)
+            append_record(results, record)
+    return theta
 
 
 def main() -> None:

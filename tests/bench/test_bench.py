@@ -3,6 +3,8 @@ import json
 import sys
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -297,3 +299,22 @@ def test_throughput_w5_cases():
     assert args.w5 == ("maml_5w", "protonet_5w")
     with pytest.raises(SystemExit):
         throughput.parse_args(["--workload", "W5", "--w5", "protonet_7w"])
+
+
+def test_reptile_inner_state_runs_both_variants_and_records_them(image_root, tmp_path):
+    from bench import reptile_inner_state
+    from fewjax.methods import resolve_platform
+    from tests.conftest import tiny_config
+
+    config = resolve_platform(tiny_config(image_root, "reptile", inner_optimizer="adam", inner_lr=1e-2, inner_steps=3,
+                                          inner_batch_size=3, eval_inner_steps=2))
+    out = tmp_path / "r.jsonl"
+    final = {v: reptile_inner_state.run(v, steps=2, every=1, schedule=10, val_episodes=4, config=config, results=out)
+             for v in ("carried", "per_task")}
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["variant"], r["step"]) for r in rows] == [("carried", 1), ("carried", 2), ("per_task", 1),
+                                                         ("per_task", 2)]
+    assert all(0.0 <= r["val_accuracy"] <= 1.0 for r in rows)
+    # both start fresh, but carried passes the first task's state to the next task, per_task does not
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(final["carried"]),
+                                                     jax.tree.leaves(final["per_task"])))
