@@ -10,10 +10,14 @@ Presets:   5w1s, 5w5s, 20w1s, 20w5s, as the paper's commands (README of openai/s
            class in a training task (shots + queries), inner Adam (beta1 = 0) on mini-batches drawn without
            replacement (`inner_batch_size`): 5 steps of 10 at lr 1e-3 for 5-way, 10 steps of 20 at lr 5e-4 for
            20-way; meta-batch 5, outer SGD with step size 1.0 annealed linearly to 0 over 100,000 (5-way) or
-           200,000 (20-way) meta-steps; 50 inner steps at test. Two differences from that code: the test-time inner
-           steps are full-batch on the support set (the paper's 5-way 1-shot evaluation is full-batch too; 5w5s and
-           20-way drew mini-batches of 5 and 10), and the inner Adam starts afresh for every task (the code kept its
-           moment estimates across tasks).
+           200,000 (20-way) meta-steps; 50 inner steps at test. The inner Adam's state is carried from task to task
+           and into the test episodes, as that code never resets it (`inner_state="carried"`;
+           `bench/reptile_inner_state.py` measures it against a fresh state per task). Differences from that code:
+           the tasks of a meta-step start from the same carried state, which then becomes their mean (the code ran
+           them one after another); the test-time inner steps are full-batch on the support set (so are the
+           paper's at 5-way 1-shot; at 5w5s and 20-way it drew mini-batches of 5 and 10); the network is fewjax's
+           max-pooling conv4, where theirs has stride-2 convolutions (`--config.model.pool=stride`, slower per step
+           on this CPU in a short trial).
            lake: Lake et al.'s one-shot challenge (train on the background alphabets only; test 20-way 1-shot
            within one evaluation alphabet, support and query by different drawers; fewjax.experiment.config.lake_protocol).
 """
