@@ -15,9 +15,8 @@ Presets:   5w1s, 5w5s, 20w1s, 20w5s, as the paper's commands (README of openai/s
            `bench/reptile_inner_state.py` measures it against a fresh state per task). Differences from that code:
            the tasks of a meta-step start from the same carried state, which then becomes their mean (the code ran
            them one after another); the test-time inner steps are full-batch on the support set (so are the
-           paper's at 5-way 1-shot; at 5w5s and 20-way it drew mini-batches of 5 and 10); the network is fewjax's
-           max-pooling conv4, where theirs has stride-2 convolutions (`--config.model.pool=stride`, slower per step
-           on this CPU in a short trial).
+           paper's at 5-way 1-shot; at 5w5s and 20-way it drew mini-batches of 5 and 10). The network is theirs:
+           conv4 with stride-2 convolutions instead of max-pooling (`model.pool="stride"`).
            lake: Lake et al.'s one-shot challenge (train on the background alphabets only; test 20-way 1-shot
            within one evaluation alphabet, support and query by different drawers; fewjax.experiment.config.lake_protocol).
 """
@@ -29,6 +28,7 @@ def get_config(c, preset, ways, shots):
     c.method = "reptile"
     c.queries = 10 - shots
     c.meta_batch_size = 5
+    c.model.pool = "stride"
     c.inner_optimizer, c.inner_state, c.eval_inner_steps = "adam", "carried", 50
     c.inner_lr, c.inner_steps, c.inner_batch_size = (1e-3, 5, 10) if ways == 5 else (5e-4, 10, 20)
     c.optim.name, c.optim.lr, c.optim.schedule = "sgd", 1.0, "linear"

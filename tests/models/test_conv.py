@@ -12,8 +12,8 @@ from fewjax.models.pool import max_pool_2x2
 DN = ("NHWC", "HWIO", "NHWC")
 
 
-def lax_conv(x, w, padding):
-    return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=DN)
+def lax_conv(x, w, padding, stride=1):
+    return jax.lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=DN)
 
 
 def inputs(kernel=(3, 3), hw=(6, 5), channels=(2, 4), dtype=jnp.float64):
@@ -40,18 +40,21 @@ PADDINGS = [((1, 1), (1, 1)), ((0, 0), (0, 0)), ((2, 0), (0, 1)), ((2, 2), (3, 3
 KERNELS = [(3, 3), (1, 1), (2, 3)]
 
 
-CASES = ([(kernel, padding, (2, 4)) for kernel in KERNELS for padding in PADDINGS]
+CASES = ([(kernel, padding, (2, 4), 1) for kernel in KERNELS for padding in PADDINGS]
          # one input channel takes the multiply-add forward (`single_channel_conv`); one output channel makes the
          # input gradient's convolution a one-channel one
-         + [((3, 3), padding, (1, 4)) for padding in PADDINGS] + [((2, 3), ((2, 0), (0, 1)), (1, 1))])
+         + [((3, 3), padding, (1, 4), 1) for padding in PADDINGS] + [((2, 3), ((2, 0), (0, 1)), (1, 1), 1)]
+         # strided: the 6x5 input leaves rows and columns no output reads (the input gradient must be zero there)
+         + [(kernel, padding, channels, stride) for stride in (2, 3) for kernel in KERNELS for padding in PADDINGS
+            for channels in ((2, 4), (1, 4))])
 
 
-@pytest.mark.parametrize("kernel, padding, channels", CASES)
-def test_value_and_derivatives_match_lax_in_float64(kernel, padding, channels):
+@pytest.mark.parametrize("kernel, padding, channels, stride", CASES)
+def test_value_and_derivatives_match_lax_in_float64(kernel, padding, channels, stride):
     with jax.enable_x64(True):
         x, w = inputs(kernel, channels=channels)
-        ours = lambda x, w: conv2d(x, w, padding)
-        ref = lambda x, w: lax_conv(x, w, padding)
+        ours = lambda x, w: conv2d(x, w, padding, None, stride)
+        ref = lambda x, w: lax_conv(x, w, padding, stride)
         chex.assert_trees_all_close(ours(x, w), ref(x, w), rtol=1e-12, atol=1e-12)
         first = lambda conv: jax.grad(lambda x, w: jnp.sum(jnp.sin(conv(x, w))), (0, 1))(x, w)
         chex.assert_trees_all_close(first(ours), first(ref), rtol=1e-10, atol=1e-10)
@@ -80,17 +83,18 @@ def test_vmap_over_per_task_kernels_equals_a_loop_and_jit():
 
 
 @pytest.mark.parametrize("padding", ["SAME", "VALID", [(1, 1), (1, 1)]])
-def test_flax_conv_with_it_equals_flax_conv(padding):
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2)])  # conv4's pool="stride" is SAME with strides (2, 2)
+def test_flax_conv_with_it_equals_flax_conv(padding, strides):
     x, _ = inputs(dtype=jnp.float32)
-    ours = nn.Conv(4, (3, 3), padding=padding, conv_general_dilated=conv_general_dilated)
-    ref = nn.Conv(4, (3, 3), padding=padding)
+    ours = nn.Conv(4, (3, 3), strides=strides, padding=padding, conv_general_dilated=conv_general_dilated)
+    ref = nn.Conv(4, (3, 3), strides=strides, padding=padding)
     params = ref.init(jax.random.key(1), x)
     loss = lambda m: lambda p: jnp.sum(m.apply(p, x) ** 2)
     chex.assert_trees_all_close(ours.apply(params, x), ref.apply(params, x), rtol=1e-5, atol=1e-5)
     chex.assert_trees_all_close(jax.grad(loss(ours))(params), jax.grad(loss(ref))(params), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("kwargs", [dict(strides=(2, 2)), dict(kernel_dilation=(2, 2)), dict(feature_group_count=2)])
+@pytest.mark.parametrize("kwargs", [dict(strides=(2, 1)), dict(kernel_dilation=(2, 2)), dict(feature_group_count=2)])
 def test_other_convolutions_fall_back_to_lax(kwargs):
     x, _ = inputs(dtype=jnp.float32)
     ours = nn.Conv(4, (3, 3), conv_general_dilated=conv_general_dilated, **kwargs)
