@@ -4,10 +4,11 @@
     PYTHONPATH=. python bench/imaml_accuracy.py table
 
 Each method runs its own preset (`configs/omniglot_imaml.py:5w1s`: 16 proximal inner steps at 0.1, lambda 2, 5 CG
-steps, stride-2 conv4; `configs/omniglot_maml.py:5w1s`: 1 inner step at 0.4, 3 at test, max-pool conv4) for
-`--steps` meta-steps of `--meta-batch` tasks (both presets use 32; the CPU takes fewer), trained in
-runs/imaml_accuracy/METHOD (the same command resumes) and scored by train.py's own test of its last checkpoint on the
-same 600 test episodes. One JSON line per method goes to bench/results/imaml_accuracy.jsonl.
+steps, stride-2 conv4; `configs/omniglot_maml.py:5w1s`: 1 inner step at 0.4, 3 at test, stride-2 conv4 since
+2026-12-03, max-pool conv4 in the records before) for `--steps` meta-steps of `--meta-batch` tasks (both presets use
+32; the CPU takes fewer), trained in runs/imaml_accuracy/METHOD (the same command resumes) and scored by train.py's
+own test of its last checkpoint on the same 600 test episodes. One JSON line per method goes to
+bench/results/imaml_accuracy.jsonl.
 """
 from __future__ import annotations
 
