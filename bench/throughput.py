@@ -71,9 +71,11 @@ def gflop_per_task(flops: float, cfg: dict, run) -> float | None:
     return round(flops / 1e9 / (run.chunk_size or run.tasks), 2)
 
 
-W5_CASES = {"maml_5w": ("maml", 5, True), "protonet_5w": ("protonet", 5, True),
-            "protonet_20w": ("protonet", 20, True), "protonet_20w_unbounded": ("protonet", 20, False)}
-"""W5's evaluations: (method, ways, with the default memory bound)."""
+W5_CASES = {"maml_5w": ("maml", 5, True, "max"), "maml_5w_stride": ("maml", 5, True, "stride"),
+            "protonet_5w": ("protonet", 5, True, "max"), "protonet_20w": ("protonet", 20, True, "max"),
+            "protonet_20w_unbounded": ("protonet", 20, False, "max")}
+"""W5's evaluations: (method, ways, with the default memory bound, conv4's pooling). `maml_5w` is W1's max-pool
+conv4 (the PyTorch peers' network); `maml_5w_stride` Finn et al.'s Omniglot network, which the MAML presets train."""
 
 
 def bench_eval(*, episodes: int = 600, batch_size: int = 50, overrides: dict | None = None,
@@ -91,11 +93,13 @@ def bench_eval(*, episodes: int = 600, batch_size: int = 50, overrides: dict | N
     source = omniglot("test", data_dir=data_dir, download=False, progress=False)
     load_s = time.perf_counter() - t0
     out = []
-    for method_name, ways, bounded in (W5_CASES[c] for c in cases):
+    for case in cases:
+        method_name, ways, bounded, pool = W5_CASES[case]
         memory_mb = EVAL_MEMORY_MB if bounded else 1e9
         sampler = make_episodes(source, ways=ways, shots=1, queries=15, seed=0)
         c = trainer_config(WORKLOADS["W1" if method_name == "maml" else "W4"], overrides=overrides)
         c.test_ways, c.test_shots, c.test_queries, c.eval_inner_steps = ways, 1, 15, 3
+        c.model.pool = pool
         method = build_method(c)
         params = method.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
         before, reset = rss_mb(), reset_peak_rss()
@@ -103,7 +107,8 @@ def bench_eval(*, episodes: int = 600, batch_size: int = 50, overrides: dict | N
         result = evaluate(method.evaluate, params, sampler, num_episodes=episodes, batch_size=batch_size,
                           memory_mb=memory_mb)
         seconds = time.perf_counter() - start
-        out.append(dict(impl="fewjax (fewjax.eval.evaluate)", workload="W5", method=method_name, ways=ways,
+        out.append(dict(impl="fewjax (fewjax.eval.evaluate)", workload="W5", case=case, pool=pool,
+                        method=method_name, ways=ways,
                         episodes=result["episodes"], batch_size=result["batch_size"],
                         memory_mb=memory_mb if memory_mb < 1e9 else None, seconds=round(seconds, 2),
                         episodes_per_s=round(result["episodes"] / seconds, 2),
