@@ -2,12 +2,14 @@
 
     python bench/curves.py record NAME [NAME ...]   # runs/NAME/metrics.jsonl -> bench/results/curves/NAME.jsonl
     python bench/curves.py plot [NAME ...]          # bench/results/curves/NAME.jsonl -> docs/curves/NAME.png
+    python bench/curves.py compare OUT NAME=LABEL [NAME=LABEL ...]   # validation curves together -> docs/curves/OUT.png
 
 `record` keeps every validation row and the training loss every `--every` steps (runs/ is never committed, the
 curves are), with the run's segments (steps, seconds, load average, commit of each resumed invocation).
 `plot` draws training loss and validation accuracy against steps, with the published test accuracy of the run's
 method and setting as a dashed line (validation and test classes differ, so the line is a landmark, not a target
-the validation curve must reach). With no NAME it plots every recorded curve.
+the validation curve must reach). With no NAME it plots every recorded curve. `compare` draws the validation curves
+of several recorded runs on one axes, each with its label (an ablation: the same method with one thing changed).
 """
 from __future__ import annotations
 
@@ -96,6 +98,35 @@ def plot(name: str, *, curves: Path = CURVES, out: Path = PLOTS) -> Path:
     return path
 
 
+def compare(out_name: str, labelled: dict[str, str], *, curves: Path = CURVES, out: Path = PLOTS) -> Path:
+    """Writes out/OUT_NAME.png: the validation accuracy of each run in `labelled` ({name: label}) against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    published = None
+    for name, label in labelled.items():
+        if not (curves / f"{name}.jsonl").exists():
+            raise FileNotFoundError(f"no recorded curve {curves / name}.jsonl: run `bench/curves.py record {name}`")
+        header, *rows = _jsonl(curves / f"{name}.jsonl")
+        val = [(r["step"], 100 * r["val/val_accuracy"]) for r in rows if "val/val_accuracy" in r]
+        ax.plot(*zip(*val), marker=".", label=label)
+        setting = f"{header.get('test_ways')}w{header.get('test_shots')}s"
+        published = published or (setting, PUBLISHED.get(header.get("method"), {}).get(setting))
+    if published and published[1] is not None:
+        ax.axhline(published[1], ls="--", color="gray", label=f"published test {published[0]}: {published[1]}")
+    ax.set(xlabel="training step", ylabel="validation accuracy (%)", title=out_name)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{out_name}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -104,10 +135,18 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--every", type=int, default=50, help="keep the training loss every this many steps")
     pl = sub.add_parser("plot")
     pl.add_argument("names", nargs="*")
+    co = sub.add_parser("compare")
+    co.add_argument("out")
+    co.add_argument("runs", nargs="+", help="NAME=LABEL")
     a = p.parse_args(argv)
     if a.cmd == "record":
         for name in a.names:
             print(record(name, every=a.every))
+    elif a.cmd == "compare":
+        pairs = [run.partition("=") for run in a.runs]
+        if any(not name or not label for name, _, label in pairs):
+            p.error("compare: write each run as NAME=LABEL")
+        print(compare(a.out, {name: label for name, _, label in pairs}))
     else:
         for name in a.names or sorted(p.stem for p in CURVES.glob("*.jsonl")):
             print(plot(name))

@@ -95,6 +95,12 @@ def test_curves_record_keeps_validation_rows_and_plot_writes_a_png(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match="missing or empty"):
         curves.record("absent", runs=tmp_path / "runs", out=tmp_path / "curves")
+    (tmp_path / "curves" / "pn2.jsonl").write_text(path.read_text())
+    both = curves.compare("ablation", {"pn": "as run", "pn2": "again"}, curves=tmp_path / "curves",
+                          out=tmp_path / "plots")
+    assert both.name == "ablation.png" and both.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(FileNotFoundError, match="bench/curves.py record absent"):
+        curves.compare("x", {"absent": "a"}, curves=tmp_path / "curves", out=tmp_path / "plots")
 
 
 def test_device_summary_reports_ratios_fraction_of_peak_and_failed_steps(tmp_path):
