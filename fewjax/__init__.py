@@ -49,8 +49,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "Batch", "EmbedFn", "LossFn", "Params", "Task", "adapt", "classification_loss", "contrastive_loss", "data",
-    "distillation_loss", "evaluate", "load", "imaml_loss", "inner_minibatches", "logistic_head", "lslr_init", "maml_loss",
-    "mamlpp_adapt", "mamlpp_loss", "mamlpp_step_weights", "map_tasks", "matching_loss", "models",
+    "distillation_loss", "evaluate", "load", "imaml_loss", "inner_minibatches", "logistic_head", "lslr_init",
+    "maml_loss", "mamlpp_adapt", "mamlpp_loss", "mamlpp_step_weights", "map_tasks", "matching_loss", "models",
     "near_duplicate_weights", "over_tasks", "over_tasks_value_and_grad", "protonet_loss", "regression_loss",
     "reptile_grad", "setfit_loss",
 ]

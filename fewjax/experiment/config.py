@@ -88,7 +88,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.inner_lr = 0.4
     c.eval_inner_steps = 3
     c.inner_optimizer = "sgd"  # sgd or adam (Reptile: Adam with beta1 = 0, as Nichol et al.)
-    c.inner_batch_size = 0  # Reptile's training inner steps: 0 full-batch, B mini-batches of B (fewjax.inner_minibatches)
+    c.inner_batch_size = 0  # Reptile's training inner steps: 0 full-batch, B on mini-batches of B (inner_minibatches)
     c.inner_state = "per_task"  # Reptile's inner optimizer state: per_task (fresh), carried (fewjax.methods.reptile)
     c.remat = False
     # iMAML (Rajeswaran et al. 2019): proximal strength lambda of the inner problem, conjugate-gradient iterations

@@ -15,7 +15,8 @@ from fewjax.kernels.siamese import contrastive_loss
 from fewjax.kernels.support_filter import near_duplicate_weights
 
 __all__ = [
-    "DISTANCES", "adapt", "classification_loss", "contrastive_loss", "distillation_loss", "imaml_loss", "inner_minibatches",
-    "logistic_head", "lslr_init", "maml_loss", "mamlpp_adapt", "mamlpp_loss", "mamlpp_step_weights", "map_tasks", "matching_loss",
-    "near_duplicate_weights", "over_tasks", "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad", "setfit_loss",
+    "DISTANCES", "adapt", "classification_loss", "contrastive_loss", "distillation_loss", "imaml_loss",
+    "inner_minibatches", "logistic_head", "lslr_init", "maml_loss", "mamlpp_adapt", "mamlpp_loss",
+    "mamlpp_step_weights", "map_tasks", "matching_loss", "near_duplicate_weights", "over_tasks",
+    "over_tasks_value_and_grad", "protonet_loss", "regression_loss", "reptile_grad", "setfit_loss",
 ]

@@ -6,9 +6,9 @@ folded from `config.seed`, the training step and the task's place in the meta-ba
 With `config.inner_state="carried"` the inner optimizer's state runs on from task to task, as in Nichol et al.'s
 code, whose inner Adam is never reset: its second-moment estimate is a long average over every task seen, so
 parameters with small gradients move little (a fresh Adam moves every parameter by about its learning rate at the
-first step). The state is meta-learned data like the weights: params are `{"model": weights, CARRIED: inner
-state}`, every task of a step starts from the carried state, the carried state becomes the tasks' mean final state
-(the code ran the tasks one after another instead), and test episodes start from it too.
+first step). The state travels with the weights: params are `{"model": weights, CARRIED: inner state}`. Every task
+of a step starts from the carried state, which then becomes the tasks' mean final state (the code ran the tasks one
+after another instead), and test episodes start from it too.
 """
 from __future__ import annotations
 
