@@ -12,8 +12,8 @@ gradient stay XLA convolutions, and the weight gradient is written as what it is
 calls this same function with the flipped kernel (on the output gradient dilated by `s`: zeros between its rows and
 columns, then stride 1), so second derivatives (MAML's meta-gradient) also take the fast paths. A one-channel input
 (conv4's first layer on Omniglot) is convolved by `single_channel_conv`, `kh * kw` fused multiply-adds, instead of a
-depth-1 library call. Values and derivatives of every order equal those of `lax.conv_general_dilated`; `tests/models/test_conv.py`
-checks them in float64.
+depth-1 library call. Values and derivatives of every order equal those of `lax.conv_general_dilated`;
+`tests/models/test_conv.py` checks them in float64.
 
 `conv_general_dilated` has `lax.conv_general_dilated`'s signature, so it plugs into Flax:
 
