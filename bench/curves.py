@@ -60,13 +60,35 @@ def _config(workdir: Path) -> dict:
         return ckpts.read_config()
 
 
-def plot(name: str, *, curves: Path = CURVES, out: Path = PLOTS) -> Path:
-    """Writes out/NAME.png from curves/NAME.jsonl."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _published(header: dict, setting: str):
+    """The published test accuracy of the run's method and setting; None off the Vinyals split (the published
+    table is that split's)."""
+    if header.get("split", "vinyals") != "vinyals":
+        return None
+    return PUBLISHED.get(header.get("method"), {}).get(setting)
+
+
+def _save(fig, out: Path, name: str) -> Path:
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.png"
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
+def plot(name: str, *, curves: Path = CURVES, out: Path = PLOTS) -> Path:
+    """Writes out/NAME.png from curves/NAME.jsonl."""
+    plt = _pyplot()
     header, *rows = _jsonl(curves / f"{name}.jsonl")
     train = [(r["step"], r["train/loss"]) for r in rows if "train/loss" in r]
     val_key = next((k for r in rows for k in r if k.startswith("val/val_")), None)
@@ -80,8 +102,7 @@ def plot(name: str, *, curves: Path = CURVES, out: Path = PLOTS) -> Path:
         steps, values = zip(*val)
         scale = 100 if "accuracy" in val_key else 1
         ax_val.plot(steps, [scale * v for v in values], marker=".", label=f"fewjax validation ({setting})")
-    published = PUBLISHED.get(header.get("method"), {}).get(setting) if header.get("split", "vinyals") == "vinyals" \
-        else None  # the published table is the Vinyals split's
+    published = _published(header, setting)
     if published is not None:
         ax_val.axhline(published, ls="--", color="gray", label=f"published test {setting}: {published}")
     ax_val.set(xlabel="training step (episodes)", ylabel=val_key or "validation", title="validation")
@@ -90,22 +111,12 @@ def plot(name: str, *, curves: Path = CURVES, out: Path = PLOTS) -> Path:
     last = max((r["step"] for r in rows), default=0)
     fig.suptitle(f"{name}: {header.get('method')}, trained {header.get('ways')}-way {header.get('shots')}-shot, "
                  f"{last} steps, {seconds / 3600:.1f} h on this machine", fontsize=10)
-    fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, out, name)
 
 
 def compare(out_name: str, labelled: dict[str, str], *, curves: Path = CURVES, out: Path = PLOTS) -> Path:
     """Writes out/OUT_NAME.png: the validation accuracy of each run in `labelled` ({name: label}) against steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = _pyplot().subplots(figsize=(6.5, 4))
     published = None
     for name, label in labelled.items():
         if not (curves / f"{name}.jsonl").exists():
@@ -114,17 +125,12 @@ def compare(out_name: str, labelled: dict[str, str], *, curves: Path = CURVES, o
         val = [(r["step"], 100 * r["val/val_accuracy"]) for r in rows if "val/val_accuracy" in r]
         ax.plot(*zip(*val), marker=".", label=label)
         setting = f"{header.get('test_ways')}w{header.get('test_shots')}s"
-        published = published or (setting, PUBLISHED.get(header.get("method"), {}).get(setting))
+        published = published or (setting, _published(header, setting))
     if published and published[1] is not None:
         ax.axhline(published[1], ls="--", color="gray", label=f"published test {published[0]}: {published[1]}")
     ax.set(xlabel="training step", ylabel="validation accuracy (%)", title=out_name)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{out_name}.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, out, out_name)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,7 +28,6 @@ every configs/text_*.py with the same preset (they depend on the dataset, ways, 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -43,6 +42,7 @@ from fewjax.data import ArraySource, episodes  # noqa: E402
 from fewjax.eval.evaluate import TEST_SEED  # noqa: E402
 from fewjax.text import sources as ts  # noqa: E402
 from fewjax.text.datasets import _text_dir  # noqa: E402
+from bench.reproduce import preset_config  # noqa: E402
 
 SHARED = Path(os.environ.get("FEWJAX_SHARED") or ROOT / ".." / "shared")
 PRESETS = ("clinc150_5w1s", "clinc150_5w5s", "fewrel_5w1s", "fewrel_5w5s")
@@ -51,10 +51,7 @@ PRESETS = ("clinc150_5w1s", "clinc150_5w5s", "fewrel_5w1s", "fewrel_5w5s")
 def load_config(preset: str, *, model: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
                 test_queries: int | None = None):
     """configs/text_setfit.py:`preset` with the shared model and data folders (and `test_queries` if given)."""
-    spec = importlib.util.spec_from_file_location("text_setfit", ROOT / "configs" / "text_setfit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config(preset)
+    c = preset_config("text_setfit", preset)
     c.text.model = str(model or SHARED / "models" / "all-MiniLM-L6-v2")
     c.data_dir = str(data_dir or SHARED / "data")
     if test_queries is not None:

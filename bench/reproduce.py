@@ -48,6 +48,16 @@ def parse_setting(setting: str) -> tuple[int, int, bool]:
     return ways, shots, not setting.endswith(NON_TRANSDUCTIVE)
 
 
+def preset_config(config_file: str, preset: str):
+    """`configs/CONFIG_FILE.py`'s `get_config(preset)`, loaded from the file as `train.py --config` loads it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(config_file, ROOT / "configs" / f"{config_file}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(preset)
+
+
 def hardware() -> str:
     import jax
 

@@ -13,7 +13,6 @@ the same state and keeps their mean (`fewjax.methods.reptile`); this script is t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -30,21 +29,14 @@ import fewjax  # noqa: E402
 from fewjax.experiment.data import make_sampler  # noqa: E402
 from fewjax.methods import backbone, resolve_platform  # noqa: E402
 from fewjax.models import apply_fn  # noqa: E402
-from reproduce import ROOT, append_record, commit, hardware  # noqa: E402
+from reproduce import ROOT, append_record, commit, hardware, preset_config  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "reptile_inner_state.jsonl"
 
 
-def reptile_config():
-    spec = importlib.util.spec_from_file_location("omniglot_reptile", ROOT / "configs" / "omniglot_reptile.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return resolve_platform(module.get_config("5w1s"))
-
-
 def run(variant: str, *, steps: int, every: int, schedule: int, val_episodes: int, config=None, results=RESULTS):
     """Trains `steps` meta-steps of `variant`, validating every `every`; returns the final weights."""
-    config = config or reptile_config()
+    config = config or resolve_platform(preset_config("omniglot_reptile", "5w1s"))
     model = backbone.build_model(config, classes=config.ways)
     loss_fn = fewjax.classification_loss(apply_fn(model))
     train, val = make_sampler(config, "train", seed=0), make_sampler(config, "val", seed=0)

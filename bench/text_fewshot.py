@@ -25,7 +25,6 @@ the same seeded test episodes).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -41,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from fewjax.eval.workdir import evaluate_workdir  # noqa: E402
 from fewjax.train import train_and_evaluate  # noqa: E402
-from bench.reproduce import commit  # noqa: E402
+from bench.reproduce import commit, preset_config  # noqa: E402
 
 SHARED = Path(os.environ.get("FEWJAX_SHARED", ROOT / ".." / "shared"))
 CONFIG_OF = {"frozen": "text_protonet", "protonet": "text_protonet", "anil": "text_maml", "fomaml": "text_maml",
@@ -55,10 +54,7 @@ ZERO_STEP = ("frozen", "frozen_names", "frozen_filter", "finetune", "setfit", "p
 
 def load_config(method: str, preset: str, args=None):
     """`method`'s preset config (without the `_to_fewrel` suffix: the training side)."""
-    spec = importlib.util.spec_from_file_location(CONFIG_OF[method], ROOT / "configs" / f"{CONFIG_OF[method]}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config(preset)
+    c = preset_config(CONFIG_OF[method], preset)
     if method == "fomaml":
         c.method = "fomaml"
     if method == "prompt_random":
