@@ -93,7 +93,8 @@ class EpisodeSampler:
     """Draws `ways`-way `shots`-shot tasks with `queries` queries per class. Build with `episodes(...)`."""
 
     def __init__(self, source: ArraySource, *, ways: int, shots: int, queries: int, seed: int,
-                 augment: Callable | None = None, class_weights=None, class_examples=None):
+                 augment: Callable | None = None, class_weights=None, class_examples=None,
+                 groups: Sequence[str] | None = None, within_group: float = 0.0):
         for name, value, low in (("ways", ways, 1), ("shots", shots, 1), ("queries", queries, 0)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
@@ -139,6 +140,12 @@ class EpisodeSampler:
                 raise ValueError(f"class_examples must hold one example per class, shape "
                                  f"{(num_classes, *source.example_shape)}; got {class_examples.shape}.")
         self.class_examples = class_examples
+        self.groups, self.within_group = groups, float(within_group)
+        self._group_members = _within_group_members(groups, eligible, num_classes, self.ways, self.within_group)
+        if self._group_members is not None:
+            self._in_group = np.zeros((len(self._group_members), num_classes), bool)  # [groups, classes]
+            for g, members in enumerate(self._group_members):
+                self._in_group[g, members] = True
         self.support_size = self.shots + (class_examples is not None)  # support examples per class
         self._probs = None if weights is None else weights / weights.sum()
         self._host_augment = None if augment is None else jax.jit(jax.vmap(augment))
@@ -152,7 +159,12 @@ class EpisodeSampler:
         """Source class ids `[ways]` and within-class example ids `[ways, shots+queries]`."""
         rng = np.random.default_rng([seed, int(step), int(task_index)])
         num_classes = self.source.num_classes
-        classes = rng.choice(num_classes, self.ways, replace=False, p=self._probs)
+        if self._group_members is not None and rng.random() < self.within_group:
+            members = self._group_members[rng.integers(len(self._group_members))]
+            p = None if self._probs is None else self._probs[members] / self._probs[members].sum()
+            classes = members[rng.choice(len(members), self.ways, replace=False, p=p)]
+        else:
+            classes = rng.choice(num_classes, self.ways, replace=False, p=self._probs)
         counts = self.source.counts[classes]
         keys = rng.random((self.ways, int(counts.max())))
         keys[np.arange(keys.shape[1])[None, :] >= counts[:, None]] = 2.0  # padding sorts last
@@ -246,7 +258,7 @@ class EpisodeSampler:
         """
         return EpisodeSampler(self.source, ways=self.ways, shots=self.shots, queries=self.queries, seed=seed,
                               augment=self.augment, class_weights=self.class_weights,
-                              class_examples=self.class_examples)
+                              class_examples=self.class_examples, groups=self.groups, within_group=self.within_group)
 
     # -------------------------------------------------------------- device path
     @property
@@ -306,6 +318,11 @@ class EpisodeSampler:
         num_classes, max_n = state.examples.shape[:2]
         # Gumbel top-k = sampling without replacement with probabilities ~ weights, in a random order.
         scores = jax.random.gumbel(k_cls, (num_classes,)) + state.log_weights
+        if self._group_members is not None:  # some tasks keep the classes of one group (k_cls's own draws)
+            k_use, k_group = jax.random.split(jax.random.fold_in(k_cls, 1))
+            keep = jnp.asarray(self._in_group)[jax.random.randint(k_group, (), 0, len(self._group_members))]
+            keep = keep | (jax.random.uniform(k_use) >= self.within_group)
+            scores = jnp.where(keep, scores, -jnp.inf)
         _, classes = jax.lax.top_k(scores, self.ways)
         u = jax.random.uniform(k_ex, (self.ways, max_n))
         u = jnp.where(jnp.arange(max_n)[None, :] < state.counts[classes][:, None], u, -1.0)
@@ -320,8 +337,34 @@ class EpisodeSampler:
                 f"source={self.source!r})")
 
 
+def group_members(groups: Sequence[str], eligible: np.ndarray, ways: int) -> list[np.ndarray]:
+    """The `eligible` class ids of each group (`groups`: one name per class) that has at least `ways` of them."""
+    groups = np.asarray([str(g) for g in groups])
+    names, group_of = np.unique(groups[eligible], return_inverse=True)
+    members = [eligible[group_of == g] for g in range(len(names))]
+    large = [m for m in members if len(m) >= ways]
+    if not large:
+        raise ValueError(f"ways={ways} but no group has that many classes (largest: {max(map(len, members))}): "
+                         "lower ways.")
+    return large
+
+
+def _within_group_members(groups, eligible, num_classes: int, ways: int, within_group: float):
+    """`group_members` when some tasks are drawn within a group, else None; the arguments checked."""
+    if not 0.0 <= within_group <= 1.0:
+        raise ValueError(f"within_group must be a probability in [0, 1]; got {within_group!r}.")
+    if groups is None:
+        if within_group:
+            raise ValueError(f"within_group={within_group} draws tasks within one group: pass groups, one per class.")
+        return None
+    if len(groups) != num_classes:
+        raise ValueError(f"groups must name one group per class ({num_classes}); got {len(groups)}.")
+    return group_members(groups, eligible, ways) if within_group else None
+
+
 def episodes(source: ArraySource, *, ways: int, shots: int, queries: int, seed: int,
-             augment: Callable | None = None, class_weights=None, class_examples=None) -> EpisodeSampler:
+             augment: Callable | None = None, class_weights=None, class_examples=None,
+             groups: Sequence[str] | None = None, within_group: float = 0.0) -> EpisodeSampler:
     """An `EpisodeSampler` over `source` (see the module docstring).
 
     Args:
@@ -335,10 +378,14 @@ def episodes(source: ArraySource, *, ways: int, shots: int, queries: int, seed: 
       class_examples: optional `[num_classes, *example_shape]`, one more support example per class (e.g. its
         name as text): each task's support holds `shots + 1` examples per class, the class's own example after
         the drawn ones (never augmented, never a query).
+      groups: optional, the group of each class (Omniglot: its alphabet, `fewjax.data.within_group.alphabet_of`).
+      within_group: the probability that a task draws all its classes from one group (uniformly over the groups
+        with at least `ways` classes): hard negatives, as Lake's within-alphabet test has them. 0 = never.
 
     Raises:
       ValueError: before any compilation, when ways exceeds the number of
         classes, or shots + queries exceeds a class's examples (naming it).
     """
     return EpisodeSampler(source, ways=ways, shots=shots, queries=queries, seed=seed,
-                          augment=augment, class_weights=class_weights, class_examples=class_examples)
+                          augment=augment, class_weights=class_weights, class_examples=class_examples,
+                          groups=groups, within_group=within_group)

@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fewjax.data.episodes import EpisodeSampler
+from fewjax.data.episodes import EpisodeSampler, group_members
 from fewjax.data.sources import ArraySource
 
 
@@ -40,16 +40,10 @@ class WithinGroupSampler(EpisodeSampler):
     def __init__(self, source: ArraySource, *, groups: Sequence[str], ways: int, shots: int, queries: int,
                  seed: int):
         super().__init__(source, ways=ways, shots=shots, queries=queries, seed=seed)
-        groups = np.asarray([str(g) for g in groups])
-        self.group_names = list(groups)
-        if groups.shape != (source.num_classes,):
-            raise ValueError(f"groups must name one group per class ({source.num_classes}); got {groups.shape[0]}.")
-        names, group_of_class = np.unique(groups, return_inverse=True)
-        members = [np.flatnonzero(group_of_class == g) for g in range(len(names))]
-        self.groups = [m for m in members if len(m) >= self.ways]
-        if not self.groups:
-            raise ValueError(f"ways={self.ways} but no group has that many classes (largest: "
-                             f"{max(len(m) for m in members)}): lower ways.")
+        self.group_names = [str(g) for g in groups]
+        if len(self.group_names) != source.num_classes:
+            raise ValueError(f"groups must name one group per class ({source.num_classes}); got {len(groups)}.")
+        self.groups = group_members(self.group_names, np.arange(source.num_classes), self.ways)
         self.positions = int(source.counts.min())
         if self.shots + self.queries > self.positions:
             raise ValueError(f"shots + queries = {self.shots + self.queries} distinct drawers per task, but some class "

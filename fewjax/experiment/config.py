@@ -47,6 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.augment.flip = False  # horizontal flip with probability 1/2
     c.augment.color_jitter = 0.0  # brightness, contrast and saturation strength (RGB); 0 = off
     c.within_alphabet = False  # omniglot test episodes: all classes from one alphabet, support/query drawers differ
+    c.train_within_alphabet = 0.0  # omniglot: the share of training episodes whose classes all come from one alphabet
     c.transductive = True  # MAML family, Reptile: queries share batch statistics at evaluation (False: each query
     #                        with the support set alone, Nichol et al.'s non-transductive protocol)
     c.seed = 0
@@ -330,6 +331,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
          "transductive", c.transductive, f"non-transductive evaluation is for image classification with "
          f"{NON_TRANSDUCTIVE_METHODS} (text encoders normalise each example alone, so their queries never share "
          "statistics); leave it True")
+    need(0.0 <= c.train_within_alphabet <= 1.0, "train_within_alphabet", c.train_within_alphabet,
+         "pass the share of training episodes drawn within one alphabet, in [0, 1]")
+    need(not c.train_within_alphabet or c.dataset == "omniglot", "train_within_alphabet", c.train_within_alphabet,
+         "episodes within one alphabet need Omniglot's alphabets: set it to 0 for other datasets")
     need(not c.within_alphabet or c.dataset == "omniglot", "within_alphabet", c.within_alphabet,
          "within-alphabet episodes need dataset=omniglot (Lake's protocol; train with split=lake on the background "
          "alphabets only)")

@@ -70,8 +70,11 @@ def make_sampler(config, split: str, *, seed: int, data_path: str | None = None,
         if split == "test" and config.within_alphabet and data_path is None:
             return within_group_episodes(source, groups=[alphabet_of(n) for n in source.class_names], ways=ways,
                                          shots=shots, queries=queries, seed=seed)
+        grouped = train and config.train_within_alphabet > 0
         return fd.episodes(source, ways=ways, shots=shots, queries=queries, seed=seed,
-                           augment=_augment(config) if train else None, class_examples=names)
+                           augment=_augment(config) if train else None, class_examples=names,
+                           groups=[alphabet_of(n) for n in source.class_names] if grouped else None,
+                           within_group=config.train_within_alphabet if grouped else 0.0)
 
     checked = sampler(source, names)  # a bad ways/shots/queries is refused before anything is embedded
     if features is None:

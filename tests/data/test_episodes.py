@@ -229,3 +229,64 @@ def test_class_examples_join_each_class_support_after_its_drawn_examples(path):
         assert (decode(tasks.query.x[b]) < 1000).all()
     with pytest.raises(ValueError, match=r"class_examples must hold one example per class, shape \(12, 4, 4, 1\)"):
         episodes(source, ways=4, shots=2, queries=3, seed=5, class_examples=own[:3])
+
+
+GROUPS = ["A"] * 6 + ["B"] * 4 + ["C"] * 2  # C has fewer classes than ways=3: never a whole task
+
+
+def group_of_tasks(tasks, n):
+    """The groups of each task's classes, a set per task."""
+    return [{GROUPS[c] for c in check_task(jax.tree.map(lambda a: np.asarray(a[b]), tasks), 3, 1, 2)}
+            for b in range(n)]
+
+
+def grouped_tasks(path, within_group, n=400, **kwargs):
+    sampler = episodes(make_source(), ways=3, shots=1, queries=2, seed=1, groups=GROUPS, within_group=within_group,
+                       **kwargs)
+    if path == "host":
+        return sampler.sample_batch(5, n)
+    return jax.jit(sampler.device_sample, static_argnums=2)(sampler.device_state(), 5, n)
+
+
+@pytest.mark.parametrize("path", ["host", "device"])
+def test_within_group_tasks_take_all_classes_from_one_large_enough_group(path):
+    groups = group_of_tasks(grouped_tasks(path, 1.0), 400)
+    assert all(len(g) == 1 for g in groups)
+    counts = {name: sum(g == {name} for g in groups) for name in "ABC"}
+    assert counts["C"] == 0 and counts["A"] > 150 and counts["B"] > 150  # groups uniformly, expectation 200
+
+
+@pytest.mark.parametrize("path", ["host", "device"])
+def test_within_group_probability_mixes_grouped_and_free_tasks(path):
+    # free tasks fall in one group by chance with probability (C(6,3) + C(4,3)) / C(12,3) = 24 / 220
+    one_group = np.mean([len(g) == 1 for g in group_of_tasks(grouped_tasks(path, 0.5), 400)])
+    assert 0.45 < one_group < 0.67  # expectation 0.5 + 0.5 * 24 / 220 = 0.555
+
+
+@pytest.mark.parametrize("path", ["host", "device"])
+def test_within_group_zero_draws_the_ungrouped_tasks(path):
+    plain = episodes(make_source(), ways=3, shots=1, queries=2, seed=1)
+    expected = (plain.sample_batch(5, 20) if path == "host" else
+                jax.jit(plain.device_sample, static_argnums=2)(plain.device_state(), 5, 20))
+    jax.tree.map(np.testing.assert_array_equal, grouped_tasks(path, 0.0, n=20), expected)
+
+
+def test_within_group_respects_class_weights_and_keeps_its_groups_under_with_seed():
+    weights = np.ones(NUM_CLASSES)
+    weights[:3] = 0.0  # group A keeps 3 eligible classes
+    sampler = episodes(make_source(), ways=3, shots=1, queries=2, seed=1, groups=GROUPS, within_group=1.0,
+                       class_weights=weights).with_seed(9)
+    for tasks in (sampler.sample_batch(0, 100), sampler.device_sample(sampler.device_state(), 0, jnp.arange(100))):
+        classes = np.asarray(decode(tasks.support.x)) // 16
+        assert classes.min() >= 3 and all(len({GROUPS[c] for c in row}) == 1 for row in classes)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(within_group=0.5), "pass groups, one per class"),
+    (dict(within_group=1.5, groups=GROUPS), r"within_group must be a probability in \[0, 1\]"),
+    (dict(within_group=0.5, groups=GROUPS[:3]), r"groups must name one group per class \(12\); got 3"),
+    (dict(within_group=0.5, groups=GROUPS, ways=7), r"ways=7 but no group has that many classes \(largest: 6\)"),
+])
+def test_within_group_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        episodes(make_source(), **{"ways": 3, "shots": 1, "queries": 2, "seed": 0, **kwargs})

@@ -79,6 +79,33 @@ def test_within_alphabet_needs_omniglot():
         validate(config)
 
 
+@pytest.mark.parametrize("dataset,share,match", [("omniglot", 1.5, r"in \[0, 1\]"),
+                                                 ("image_folder", 0.5, "need Omniglot's alphabets")])
+def test_train_within_alphabet_is_a_share_for_omniglot(dataset, share, match):
+    config = base_config()
+    config.dataset, config.train_within_alphabet = dataset, share
+    with pytest.raises(ValueError, match=f"config.train_within_alphabet={share}: .*{match}"):
+        validate(config)
+
+
+def test_train_within_alphabet_groups_the_training_episodes_by_alphabet(monkeypatch):
+    import numpy as np
+
+    import fewjax.experiment.data as data
+    from fewjax.data import ArraySource
+
+    names = [f"{a}/character{i:02d}/rot000" for a in "AB" for i in range(4)]
+    source = ArraySource(np.zeros((16, 4, 4, 1), np.uint8), np.repeat(np.arange(8), 2), names)
+    monkeypatch.setattr(data, "make_source", lambda config, split, **kwargs: source)
+    config = base_config()
+    config.ways = config.test_ways = 3
+    config.queries = config.test_queries = 1
+    config.train_within_alphabet = 0.25
+    train = data.make_sampler(config, "train", seed=0)
+    assert train.within_group == 0.25 and train.groups == ["A"] * 4 + ["B"] * 4
+    assert data.make_sampler(config, "val", seed=0).within_group == 0.0
+
+
 def test_affine_augmentation_reaches_the_training_sampler_only(image_root):
     from fewjax.experiment.data import make_sampler
     from tests.conftest import tiny_config
