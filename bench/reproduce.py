@@ -276,11 +276,17 @@ def _wall(r: dict) -> str:
 
 
 def _training(r: dict) -> str:
-    """What a Lake run's training changed from its preset: episode ways, rotated classes, augmentation."""
+    """What a Lake run's training changed from its preset: episode ways, rotated classes, augmentation, episodes
+    within one alphabet, image size."""
     args = r.get("train_args", [])
-    parts = [f"{a.partition('=')[2]}-way" for a in args if a.startswith("--config.ways=")]
-    parts += ["rotations as classes"] * ("--config.split=lake_rotations" in args)
-    parts += ["affine"] * ("--config.augment.affine=True" in args)
+    value = {a.partition("=")[0].removeprefix("--config."): a.partition("=")[2] for a in args if "=" in a}
+    parts = [f"{value['ways']}-way"] if "ways" in value else []
+    parts += ["rotations as classes"] * (value.get("split") == "lake_rotations")
+    parts += ["affine"] * (value.get("augment.affine") == "True")
+    if float(value.get("train_within_alphabet", 0)):
+        parts.append(f"{float(value['train_within_alphabet']):.0%} of episodes within one alphabet")
+    if "image_size" in value:
+        parts.append(f"{value['image_size']} px")
     return ", ".join(parts) or "preset"
 
 

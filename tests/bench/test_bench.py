@@ -250,6 +250,20 @@ def test_reproduction_table_shows_the_most_trained_run_of_each_setting_and_what_
     assert lines[4].startswith("2 shorter or earlier evaluations")
 
 
+def test_lake_table_says_what_each_run_changed_in_its_training(tmp_path, monkeypatch):
+    from bench import reproduce
+
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "reproduction.jsonl")
+    row = dict(method="protonet", setting="20w1s", accuracy=0.76, ci95=0.012, step=2000, trained_steps=2000,
+               train_wall_seconds=600.0, train_load_average=2.0, within_alphabet=True, commit="abc",
+               train_args=["--config", "configs/omniglot_protonet.py:lake", "--config.ways=20",
+                           "--config.augment.affine=True", "--config.train_within_alphabet=0.5",
+                           "--config.image_size=56"])
+    (tmp_path / "reproduction.jsonl").write_text(json.dumps(row) + "\n")
+    assert reproduce.lake_table().splitlines()[-1].startswith(
+        "| fewjax protonet | 20-way, affine, 50% of episodes within one alphabet, 56 px | 24.00 ± 1.20 | 2,000 |")
+
+
 def _flag_record(step, losses, ops):
     return dict(median_step_s=step, losses=losses, library_ops=ops, gflop_per_task=5.0, tasks=2)
 
