@@ -1,8 +1,9 @@
 """Reproduction runs of the published Omniglot table, and the README table generated from what they wrote.
 
     python bench/reproduce.py run NAME -- --config configs/omniglot_protonet.py:5w1s [--config.total_steps=...]
-        trains in runs/NAME (resuming if present), then evaluates the best checkpoint on 600 test episodes of every
-        setting given with --eval (default: the config's own), and appends one JSON line per evaluation to
+        trains in runs/NAME (resuming if present), then evaluates the best checkpoint on 600 test episodes
+        (--episodes) of every setting given with --eval (default: the config's own; --queries: queries per class
+        other than the config's test_queries), and appends one JSON line per evaluation to
         bench/results/reproduction.jsonl: method, setting, accuracy, ci95, steps, the fraction of the published
         schedule, wall seconds summed over every resumed segment (runs/NAME/segments.jsonl: steps, seconds, load
         average and commit of each invocation), hardware and commit. A run cut short (session end, SIGTERM) is
@@ -153,7 +154,7 @@ def comparison_main(doc: str, choices, run, table, *, flag: str = "variants", st
 
 
 def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float | None = None,
-        train: bool = True, partial: bool = False) -> None:
+        train: bool = True, partial: bool = False, episodes: int = 600, queries: int | None = None) -> None:
     """Trains runs/NAME (unless `train` is False), then evaluates its best checkpoint in every setting of `evals`.
 
     A run that stopped before its schedule ended (time limit, signal) is evaluated only with `partial=True`, and its
@@ -183,8 +184,10 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
     for setting in evals:
         ways, shots, transductive = parse_setting(setting)
         extra = [] if transductive else ["--notransductive"]
+        extra += [] if queries is None else ["--queries", str(queries)]
         done = subprocess.run([sys.executable, "evaluate.py", "--workdir", str(workdir), "--ways", str(ways), "--shots",
-                               str(shots), "--episodes", "600", *extra], cwd=ROOT, env=env, capture_output=True, text=True)
+                               str(shots), "--episodes", str(episodes), *extra], cwd=ROOT, env=env,
+                              capture_output=True, text=True)
         if done.returncode:
             sys.exit(f"evaluate.py failed on {name} {setting} (exit code {done.returncode}):\n{done.stderr[-3000:]}")
         record = json.loads(done.stdout.strip().splitlines()[-1])
@@ -322,8 +325,8 @@ def longest_runs(records: list[dict]) -> list[dict]:
 def table() -> str:
     """Published vs fewjax on the Vinyals split: the most-trained run of each method, setting and protocol."""
     records = [r for r in _records() if not r.get("within_alphabet")]
-    lines = ["| method | setting | published | fewjax (600 episodes, 95% CI) | difference | training steps (% of "
-             "published) | train wall time | load avg | trained | curve | commit |",
+    lines = ["| method | setting | published | fewjax (600 episodes of 15 queries per class unless noted, 95% CI) | "
+             "difference | training steps (% of published) | train wall time | load avg | trained | curve | commit |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     shown = longest_runs(records)
     for r in shown:
@@ -334,12 +337,21 @@ def table() -> str:
         diff = f"{100 * r['accuracy'] - pub:+.2f}" if pub else ""
         curve = CURVES / f"{r.get('run')}.png"
         link = f"[{curve.name}]({curve.relative_to(ROOT)})" if curve.exists() else ""
-        lines.append(f"| {r['method']} | {setting} | {pub or ''} | {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f} | "
+        lines.append(f"| {r['method']} | {setting} | {pub or ''} | {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f}"
+                     f"{_episodes(r)} | "
                      f"{diff} | {_trained(r)[1]}{' (partial)' if r.get('partial') else ''} | {_wall(r)} | "
                      f"{load:.1f} | {_preset_and_changes(r)} | {link} | {r.get('commit', '')} |")
     lines.append(f"\n{len(records) - len(shown)} shorter or earlier evaluations of these runs are in "
                  "`bench/results/reproduction.jsonl` (and on the curves).")
     return "\n".join(lines)
+
+
+def _episodes(r: dict) -> str:
+    """" (3,000 episodes, 1 query per class)" for a test other than the table's 600 episodes of 15 queries."""
+    episodes, queries = r.get("episodes", 600), r.get("queries", 15)
+    if (episodes, queries) == (600, 15):
+        return ""
+    return f" ({episodes:,} episodes, {queries} quer{'y' if queries == 1 else 'ies'} per class)"
 
 
 def lake_table() -> str:
@@ -369,12 +381,16 @@ def main() -> None:
     r.add_argument("--partial", action="store_true", help="evaluate and record a run stopped before its schedule "
                    "ended (records say partial: true)")
     r.add_argument("--no-train", action="store_true", help="only evaluate the checkpoints runs/NAME has")
+    r.add_argument("--episodes", type=int, default=600, help="test episodes per setting")
+    r.add_argument("--queries", type=int, default=None, help="test queries per class (default: the config's "
+                   "test_queries)")
     sub.add_parser("table")
     argv = sys.argv[1:]
     train_args = argv[argv.index("--") + 1:] if "--" in argv else []
     a = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     if a.cmd == "run":
-        run(a.name, train_args, a.eval, time_limit=a.time_limit, train=not a.no_train, partial=a.partial)
+        run(a.name, train_args, a.eval, time_limit=a.time_limit, train=not a.no_train, partial=a.partial,
+            episodes=a.episodes, queries=a.queries)
     else:
         print(table())
         print()

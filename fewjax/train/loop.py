@@ -43,8 +43,9 @@ from fewjax.train.step import make_train_step
 logger = logging.getLogger(__name__)
 
 RUNTIME_KEYS = {"total_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "val_episodes",
-                "test_episodes", "eval_batch_size", "eval_memory_mb", "data_dir", "steps_per_call", "fsdp",
-                "early_stop_patience", "within_alphabet", "transductive", "task_loop", "model.conv_grad", "published"}
+                "test_episodes", "test_queries", "eval_batch_size", "eval_memory_mb", "data_dir", "steps_per_call",
+                "fsdp", "early_stop_patience", "within_alphabet", "transductive", "task_loop", "model.conv_grad",
+                "published"}
 """Keys a resumed run may change (schedule, evaluation, placement, and how the backend computes the same values);
 any other difference means the workdir belongs to another experiment. `total_steps` is one of them unless the
 learning rate decays over it (`optim.schedule` cosine or linear): there a longer run is another schedule."""

@@ -143,10 +143,11 @@ def test_reproduce_records_finished_and_partial_runs(tmp_path, monkeypatch):
     (tmp_path / "runs" / "sin" / "eval_test.json").unlink()  # as if cut short before the end
     with pytest.raises(SystemExit, match="--partial"):
         reproduce.run("sin", args, [], train=False)
-    reproduce.run("sin", args, [], train=False, partial=True)
+    reproduce.run("sin", args, [], train=False, partial=True, episodes=6, queries=3)
     first, second = [json.loads(line) for line in (tmp_path / "reproduction.jsonl").read_text().splitlines()]
     assert first["trained_steps"] == second["trained_steps"] == 4 and first["setting"] == "1w5s"
     assert first["partial"] is False and second["partial"] is True and first["segments"] == 1
+    assert (first["episodes"], second["episodes"], second["queries"]) == (600, 6, 3)
 
 
 def test_mamlpp_ablation_scales_the_schedule_and_tables_against_maml(tmp_path):
@@ -225,10 +226,11 @@ def test_reproduction_table_puts_each_reptile_row_beside_its_own_protocol(tmp_pa
     monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "reproduction.jsonl")
     row = dict(method="reptile", setting="5w1s", accuracy=0.95, ci95=0.004, step=900, trained_steps=900,
                train_wall_seconds=600.0, train_load_average=2.0, hardware="cpu", commit="abc")
-    (tmp_path / "reproduction.jsonl").write_text(json.dumps(row) + "\n" + json.dumps({**row, "transductive": False})
-                                                 + "\n")
+    rows = [row, {**row, "transductive": False}, {**row, "accuracy": 0.96, "episodes": 3000, "queries": 1}]
+    (tmp_path / "reproduction.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     transductive, alone = reproduce.table().splitlines()[2:4]
-    assert transductive.startswith("| reptile | 5w1s | 97.68 | 95.00 ± 0.40 |")
+    # the latest evaluation of the same checkpoint wins, and says how it differs from 600 episodes of 15 queries
+    assert transductive.startswith("| reptile | 5w1s | 97.68 | 96.00 ± 0.40 (3,000 episodes, 1 query per class) |")
     assert alone.startswith("| reptile | 5w1s (non-transductive) | 95.39 | 95.00 ± 0.40 |")
 
 
