@@ -7,7 +7,9 @@ Run time:  published schedule 60,000 meta-steps: GPU about 1-2 h (5-way); CPU (2
 Expected:  published 5w1s 98.7, 5w5s 99.9, 20w1s 95.8, 20w5s 98.9 (Finn et al. 2017);
            fewjax measured: see the README "Results" table (generated from runs/*/eval_test.json).
 Presets:   5w1s, 5w5s (1 inner step at lr 0.4, meta-batch 32; 3 steps at test), 20w1s, 20w5s (5 inner steps at
-           lr 0.1, meta-batch 16; 5 at test). 15 query examples per class, Adam 1e-3. Finn et al.'s Omniglot
+           lr 0.1, meta-batch 16; 5 at test). 15 query examples per class, Adam 1e-3. (Finn et al.'s code drew
+           `shots` queries per class on Omniglot, in training and at test: the 15 here lower the meta-gradient's
+           variance; `evaluate.py --queries 1` tests a 1-shot run their way.) Finn et al.'s Omniglot
            network: conv4 with stride-2 convolutions instead of max-pooling (`model.pool="stride"`; fewjax's MAML
            presets used max-pooling until 2026-12-03, and the README's maml row was trained so). First-order MAML:
            configs/omniglot_fomaml.py; Meta-SGD and ANIL: --config.method=metasgd / anil.
