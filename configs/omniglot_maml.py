@@ -11,7 +11,7 @@ Presets:   5w1s, 5w5s (1 inner step at lr 0.4, meta-batch 32; 3 steps at test), 
            `shots` queries per class on Omniglot, in training and at test: the 15 here lower the meta-gradient's
            variance; `evaluate.py --queries 1` tests a 1-shot run their way.) Finn et al.'s Omniglot
            network: conv4 with stride-2 convolutions instead of max-pooling (`model.pool="stride"`; fewjax's MAML
-           presets used max-pooling until 2026-12-03, and the README's maml row was trained so). First-order MAML:
+           presets used max-pooling until 2026-12-03; the 1,000-step 94.11 record was trained so). First-order MAML:
            configs/omniglot_fomaml.py; Meta-SGD and ANIL: --config.method=metasgd / anil.
            lake: Lake et al.'s one-shot challenge (train on the background alphabets only; test 20-way 1-shot
            within one evaluation alphabet, support and query by different drawers; fewjax.experiment.config.lake_protocol).
