@@ -140,7 +140,7 @@ class EpisodeSampler:
                 raise ValueError(f"class_examples must hold one example per class, shape "
                                  f"{(num_classes, *source.example_shape)}; got {class_examples.shape}.")
         self.class_examples = class_examples
-        self.groups, self.within_group = groups, float(within_group)
+        self.class_groups, self.within_group = groups, float(within_group)
         self._group_members = _within_group_members(groups, eligible, num_classes, self.ways, self.within_group)
         if self._group_members is not None:
             self._in_group = np.zeros((len(self._group_members), num_classes), bool)  # [groups, classes]
@@ -258,7 +258,8 @@ class EpisodeSampler:
         """
         return EpisodeSampler(self.source, ways=self.ways, shots=self.shots, queries=self.queries, seed=seed,
                               augment=self.augment, class_weights=self.class_weights,
-                              class_examples=self.class_examples, groups=self.groups, within_group=self.within_group)
+                              class_examples=self.class_examples, groups=self.class_groups,
+                              within_group=self.within_group)
 
     # -------------------------------------------------------------- device path
     @property

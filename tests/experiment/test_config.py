@@ -102,7 +102,7 @@ def test_train_within_alphabet_groups_the_training_episodes_by_alphabet(monkeypa
     config.queries = config.test_queries = 1
     config.train_within_alphabet = 0.25
     train = data.make_sampler(config, "train", seed=0)
-    assert train.within_group == 0.25 and train.groups == ["A"] * 4 + ["B"] * 4
+    assert train.within_group == 0.25 and train.class_groups == ["A"] * 4 + ["B"] * 4
     assert data.make_sampler(config, "val", seed=0).within_group == 0.0
 
 
