@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -66,14 +67,20 @@ def make_sampler(config, split: str, *, seed: int, data_path: str | None = None,
     source = make_source(config, split, data_path=data_path, invert=invert)
     names = label_name_examples(config, source) if config.dataset in TEXT_DATASETS and config.text.label_names else None
 
+    grouped = train and config.train_within_alphabet > 0
+    alphabets = [alphabet_of(n) for n in source.class_names] if grouped else None
+    largest = max(Counter(alphabets).values()) if grouped else None
+    if grouped and largest < ways:
+        raise ValueError(f"config.train_within_alphabet={config.train_within_alphabet} draws training episodes "
+                         f"within one alphabet, but config.ways={ways} exceeds the largest one ({largest} classes): "
+                         "lower config.ways to at most that, or set config.train_within_alphabet=0.")
+
     def sampler(source, names):
         if split == "test" and config.within_alphabet and data_path is None:
             return within_group_episodes(source, groups=[alphabet_of(n) for n in source.class_names], ways=ways,
                                          shots=shots, queries=queries, seed=seed)
-        grouped = train and config.train_within_alphabet > 0
         return fd.episodes(source, ways=ways, shots=shots, queries=queries, seed=seed,
-                           augment=_augment(config) if train else None, class_examples=names,
-                           groups=[alphabet_of(n) for n in source.class_names] if grouped else None,
+                           augment=_augment(config) if train else None, class_examples=names, groups=alphabets,
                            within_group=config.train_within_alphabet if grouped else 0.0)
 
     checked = sampler(source, names)  # a bad ways/shots/queries is refused before anything is embedded

@@ -104,6 +104,10 @@ def test_train_within_alphabet_groups_the_training_episodes_by_alphabet(monkeypa
     train = data.make_sampler(config, "train", seed=0)
     assert train.within_group == 0.25 and train.class_groups == ["A"] * 4 + ["B"] * 4
     assert data.make_sampler(config, "val", seed=0).within_group == 0.0
+    config.ways = 5
+    with pytest.raises(ValueError, match=r"config.train_within_alphabet=0.25 .* config.ways=5 exceeds the largest "
+                                         r"one \(4 classes\)"):
+        data.make_sampler(config, "train", seed=0)
 
 
 def test_affine_augmentation_reaches_the_training_sampler_only(image_root):
