@@ -89,21 +89,36 @@ def train_segment(workdir: Path, train_args: list[str], env: dict, *, time_limit
     """Runs (or resumes) training and appends the segment to runs/NAME/segments.jsonl; returns train.py's exit code.
 
     With `time_limit` (seconds), train.py gets SIGTERM when it is spent: it saves a checkpoint at the next step and
-    stops, and the same command continues from there later.
+    stops, and the same command continues from there later. Stopping this script (SIGTERM, or Ctrl-C, which reaches
+    train.py too) stops train.py the same way; the segment is recorded and the script exits without evaluating.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     first, start = latest_step(workdir), time.time()
     proc = subprocess.Popen([sys.executable, "train.py", *train_args, "--workdir", str(workdir)], cwd=ROOT, env=env)
+    stopped = []
+
+    def stop(signum, frame):
+        stopped.append(signum)
+        proc.send_signal(signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         proc.wait(timeout=time_limit)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGTERM)
+    except KeyboardInterrupt:  # the terminal's SIGINT reached train.py as well: it is saving its checkpoint
+        stopped.append(signal.SIGINT)
+    finally:
         proc.wait()
+        signal.signal(signal.SIGTERM, previous)
     segment = {"from_step": first, "to_step": latest_step(workdir), "seconds": round(time.time() - start, 1),
                "load_average_15min": os.getloadavg()[2], "commit": commit(), "exit_code": proc.returncode,
                "ended": time.strftime("%Y-%m-%dT%H:%M:%S")}
     with open(workdir / "segments.jsonl", "a") as f:
         f.write(json.dumps(segment) + "\n")
+    if stopped:
+        sys.exit(f"{workdir.name}: stopped by signal {stopped[0]} at step {segment['to_step']} (segment recorded); "
+                 "run the same command to resume")
     return proc.returncode
 
 

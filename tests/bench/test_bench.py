@@ -340,3 +340,37 @@ def test_reptile_inner_state_runs_both_variants_and_records_them(image_root, tmp
     # both start fresh, but carried passes the first task's state to the next task, per_task does not
     assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(final["carried"]),
                                                      jax.tree.leaves(final["per_task"])))
+
+
+def test_stopping_reproduce_stops_train_py_and_still_records_the_segment(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from bench import reproduce
+
+    class Training:  # train.py that is signalled while reproduce.py waits on it, and exits as train.py does
+        returncode = None
+
+        def __init__(self, *args, **kwargs):
+            self.received = []
+
+        def wait(self, timeout=None):
+            if self.returncode is None:
+                os.kill(os.getpid(), signal.SIGTERM)  # someone stops reproduce.py
+            return self.returncode
+
+        def send_signal(self, signum):
+            self.received.append(signum)
+            self.returncode = 128 + signum
+
+    started = []
+    monkeypatch.setattr(reproduce.subprocess, "Popen", lambda *a, **k: started.append(Training()) or started[-1])
+    monkeypatch.setattr(reproduce, "latest_step", lambda workdir: 250)
+    monkeypatch.setattr(reproduce, "commit", lambda: "abc1234")
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit, match="stopped by signal 15 at step 250 \\(segment recorded\\)"):
+        reproduce.train_segment(tmp_path, [], {}, time_limit=60)
+    assert started[0].received == [signal.SIGTERM]
+    segment = json.loads((tmp_path / "segments.jsonl").read_text())
+    assert segment["exit_code"] == 143 and segment["to_step"] == 250
+    assert signal.getsignal(signal.SIGTERM) == handler
