@@ -338,6 +338,14 @@ class EpisodeSampler:
                 f"source={self.source!r})")
 
 
+class GroupsTooSmall(ValueError):
+    """No group has `ways` classes; `largest` is the largest group's size (callers re-raise it in their own terms)."""
+
+    def __init__(self, ways: int, largest: int):
+        self.ways, self.largest = ways, largest
+        super().__init__(f"ways={ways} but no group has that many classes (largest: {largest}): lower ways.")
+
+
 def group_members(groups: Sequence[str], eligible: np.ndarray, ways: int) -> list[np.ndarray]:
     """The `eligible` class ids of each group (`groups`: one name per class) that has at least `ways` of them."""
     groups = np.asarray([str(g) for g in groups])
@@ -345,8 +353,7 @@ def group_members(groups: Sequence[str], eligible: np.ndarray, ways: int) -> lis
     members = [eligible[group_of == g] for g in range(len(names))]
     large = [m for m in members if len(m) >= ways]
     if not large:
-        raise ValueError(f"ways={ways} but no group has that many classes (largest: {max(map(len, members))}): "
-                         "lower ways.")
+        raise GroupsTooSmall(ways, max(map(len, members)))
     return large
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -69,21 +68,27 @@ def make_sampler(config, split: str, *, seed: int, data_path: str | None = None,
 
     grouped = train and config.train_within_alphabet > 0
     alphabets = [alphabet_of(n) for n in source.class_names] if grouped else None
-    largest = max(Counter(alphabets).values()) if grouped else None
-    if grouped and largest < ways:
-        raise ValueError(f"config.train_within_alphabet={config.train_within_alphabet} draws training episodes "
-                         f"within one alphabet, but config.ways={ways} exceeds the largest one ({largest} classes): "
-                         "lower config.ways to at most that, or set config.train_within_alphabet=0.")
+    within_alphabet_test = split == "test" and config.within_alphabet and data_path is None
 
     def sampler(source, names):
-        if split == "test" and config.within_alphabet and data_path is None:
+        if within_alphabet_test:
             return within_group_episodes(source, groups=[alphabet_of(n) for n in source.class_names], ways=ways,
                                          shots=shots, queries=queries, seed=seed)
         return fd.episodes(source, ways=ways, shots=shots, queries=queries, seed=seed,
                            augment=_augment(config) if train else None, class_examples=names, groups=alphabets,
                            within_group=config.train_within_alphabet if grouped else 0.0)
 
-    checked = sampler(source, names)  # a bad ways/shots/queries is refused before anything is embedded
+    try:
+        checked = sampler(source, names)  # a bad ways/shots/queries is refused before anything is embedded
+    except fd.GroupsTooSmall as e:
+        if grouped:
+            raise ValueError(f"config.train_within_alphabet={config.train_within_alphabet} draws training episodes "
+                             f"within one alphabet, but config.ways={ways} exceeds the largest one ({e.largest} "
+                             "classes): lower config.ways to at most that, or set config.train_within_alphabet=0."
+                             ) from None
+        raise ValueError(f"config.within_alphabet=True tests within one alphabet, but config.test_ways={ways} exceeds "
+                         f"the largest one ({e.largest} classes): lower config.test_ways to at most that, or set "
+                         "config.within_alphabet=False.") from None
     if features is None:
         return checked
     return sampler(source.map_examples(features), None if names is None else features(names))

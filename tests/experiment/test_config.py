@@ -108,6 +108,10 @@ def test_train_within_alphabet_groups_the_training_episodes_by_alphabet(monkeypa
     with pytest.raises(ValueError, match=r"config.train_within_alphabet=0.25 .* config.ways=5 exceeds the largest "
                                          r"one \(4 classes\)"):
         data.make_sampler(config, "train", seed=0)
+    config.within_alphabet, config.test_ways = True, 5
+    with pytest.raises(ValueError, match=r"config.within_alphabet=True .* config.test_ways=5 exceeds the largest one "
+                                         r"\(4 classes\): lower config.test_ways"):
+        data.make_sampler(config, "test", seed=0)
 
 
 def test_affine_augmentation_reaches_the_training_sampler_only(image_root):
