@@ -102,13 +102,7 @@ def mean_meta_grad(method, *, meta_batch_size: int, sampler=None, task_sharding:
             return method.meta_grad(params, tasks, step)
 
         return whole
-    mesh = task_sharding.mesh
-    axes, spec = task_axes(mesh), batch_sharding(mesh).spec
-    if task_sharding.spec != spec or meta_batch_size % mesh.size:
-        raise ValueError(f"task_sharding {task_sharding.spec} with meta_batch_size={meta_batch_size}: split the task "
-                         f"axis over every device (fewjax.placement.batch_sharding(mesh), spec {spec}) and use "
-                         f"a multiple of the {mesh.size} devices.")
-    local_size = meta_batch_size // mesh.size
+    mesh, axes, spec, local_size = split_tasks(task_sharding, meta_batch_size)
 
     def local(params, data, step):
         if sampler is None:
@@ -148,13 +142,7 @@ def adaptive_meta_grad(method, task_sampling: AdaptiveSampling, *, meta_batch_si
             return grads, {**jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics), **extra}, sampling
 
         return whole
-    mesh = task_sharding.mesh
-    axes, spec = task_axes(mesh), batch_sharding(mesh).spec
-    if task_sharding.spec != spec or meta_batch_size % mesh.size:
-        raise ValueError(f"task_sharding {task_sharding.spec} with meta_batch_size={meta_batch_size}: split the task "
-                         f"axis over every device (fewjax.placement.batch_sharding(mesh), spec {spec}) and use "
-                         f"a multiple of the {mesh.size} devices.")
-    local_size = meta_batch_size // mesh.size
+    mesh, axes, _, local_size = split_tasks(task_sharding, meta_batch_size)
 
     def local(params, data, step, sampling):
         first = jax.lax.axis_index(axes) * local_size
@@ -165,6 +153,18 @@ def adaptive_meta_grad(method, task_sampling: AdaptiveSampling, *, meta_batch_si
         return grads, {**metrics, **extra}, sampling
 
     return per_device(local, mesh, in_specs=(PartitionSpec(),) * 4, out_specs=PartitionSpec())
+
+
+def split_tasks(task_sharding: NamedSharding, meta_batch_size: int):
+    """`(mesh, task axes, task-axis spec, tasks per device)` for a meta-batch split over every device of
+    `task_sharding`'s mesh; refuses a sharding that does not split the task axis over all of them evenly."""
+    mesh = task_sharding.mesh
+    axes, spec = task_axes(mesh), batch_sharding(mesh).spec
+    if task_sharding.spec != spec or meta_batch_size % mesh.size:
+        raise ValueError(f"task_sharding {task_sharding.spec} with meta_batch_size={meta_batch_size}: split the task "
+                         f"axis over every device (fewjax.placement.batch_sharding(mesh), spec {spec}) and use "
+                         f"a multiple of the {mesh.size} devices.")
+    return mesh, axes, spec, meta_batch_size // mesh.size
 
 
 def per_task_meta_grad(method, *, task_loop: str = "vmap"):
