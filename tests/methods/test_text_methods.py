@@ -17,7 +17,7 @@ from fewjax.models import head_mask
 from fewjax.models.bert import make_classifier_loss_fn
 from fewjax.train import train_and_evaluate
 from fewjax.experiment.checkpoint import Checkpoints
-from fewjax.experiment.config import FlagError, base_config
+from fewjax.experiment.config import FlagError
 from fewjax.eval.evaluate import TEST_SEED, evaluate
 from fewjax.experiment.data import episodes_to_score, make_sampler
 from fewjax.experiment.config import validate
@@ -25,28 +25,9 @@ from fewjax.methods import TEXT_METHODS, build_method
 from fewjax.methods.metric import episode_scores
 from fewjax.text.datasets import make_text_source
 from fewjax.text.encoder import pretrained
-from tests.shared import SHARED
+from tests.shared import TEXT_READY, text_config
 
-MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
-DATA = SHARED / "data"
-pytestmark = pytest.mark.skipif(not (MODEL / "model.safetensors").is_file() or not (DATA / "text").is_dir(),
-                                reason="shared MiniLM model / text data not found")
-
-
-def text_config(method="protonet", **overrides):
-    c = base_config()
-    c.method, c.dataset, c.data_dir = method, "clinc150", str(DATA)
-    c.text.model, c.text.max_length, c.text.num_layers = str(MODEL), 32, 1
-    c.distance, c.temperature = "cosine", 0.1
-    c.ways = c.test_ways = 3
-    c.shots = c.test_shots = 1
-    c.queries = c.test_queries = 2
-    c.meta_batch_size = 2
-    c.inner_steps, c.eval_inner_steps, c.inner_lr = 1, 2, 0.5
-    c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 2, 2, 2, 2
-    c.val_episodes, c.test_episodes, c.eval_batch_size = 2, 4, 2
-    c.update_from_flattened_dict(overrides)  # keys like "model.hidden"
-    return c
+pytestmark = pytest.mark.skipif(not TEXT_READY, reason="shared MiniLM model / text data not found")
 
 
 @pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow) if m == "fomaml" else m

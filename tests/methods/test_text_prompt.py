@@ -9,7 +9,9 @@ import pytest
 from fewjax.experiment.data import make_sampler
 from fewjax.methods import build_method
 from fewjax.methods.text_backbone import prototype_head, text_backbone
-from tests.methods.test_text_methods import text_config
+from tests.shared import TEXT_READY, text_config
+
+pytestmark = pytest.mark.skipif(not TEXT_READY, reason="shared MiniLM model / text data not found")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from fewjax.methods import build_method, resolve_platform
 from fewjax.train import train_and_evaluate
 from fewjax.train.step import per_task_meta_grad
 from tests.conftest import sinusoid_config, tiny_config
-from tests.shared import SHARED
+from tests.shared import TEXT_READY, text_config
 from tests.train.test_multidevice import multi_config, run_in_subprocess
 
 ADAPTIVE = {"task_sampling": "adaptive", "task_sampling_temperature": 0.5}
@@ -117,24 +117,6 @@ def test_a_split_sampled_on_the_host_is_a_clear_error(image_root, tmp_path, monk
         train_and_evaluate(tiny_config(image_root, "protonet", **ADAPTIVE), tmp_path, progress=False)
 
 
-MODEL, DATA = SHARED / "models" / "all-MiniLM-L6-v2", SHARED / "data"
-TEXT_READY = (MODEL / "model.safetensors").is_file() and (DATA / "text").is_dir()
-
-
-def text_config(method, **overrides):
-    """CLINC150 3-way 1-shot on MiniLM's first layer, 2 steps (as tests/methods/test_text_methods.py)."""
-    c = base_config()
-    c.method, c.dataset, c.data_dir = method, "clinc150", str(DATA)
-    c.text.model, c.text.max_length, c.text.num_layers = str(MODEL), 32, 1
-    c.distance, c.temperature = "cosine", 0.1
-    c.ways = c.test_ways = 3
-    c.shots = c.test_shots = 1
-    c.queries = c.test_queries = 2
-    c.meta_batch_size = 2
-    c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 2, 2, 2, 2
-    c.val_episodes, c.test_episodes, c.eval_batch_size = 2, 4, 2
-    c.update_from_flattened_dict(overrides)
-    return c
 
 
 @pytest.mark.slow  # a 1-layer MiniLM: compiles for about a minute on a CPU
