@@ -200,6 +200,7 @@ def evaluate_args(workdir, *extra):
     (["--ways", "4"], "--ways=4: maml has a 3-way head: --ways must equal ways=3"),
     (["--shots", "10"], "--shots + queries = 10 + 2 = 12 but class"),
     (["--data", "DATA.csv"], "is a CSV file: text data, but this checkpoint is an image model"),
+    (["--data", "DATA.csv", "--within_alphabet"], "has no alphabets: drop --within_alphabet, or drop --data"),
     (["--dataset", "fewrel"], "--dataset='fewrel': this is an image checkpoint (trained on 'image_folder')"),
 ])
 def test_evaluate_errors_name_the_flags_typed(extra, message, image_checkpoint, tmp_path):

@@ -45,7 +45,8 @@ class _Flags:
                           "the support set alone (Nichol et al.'s non-transductive protocol; default: the run's "
                           "config, transductive).")
         flags.DEFINE_bool("within_alphabet", None, "Omniglot: Lake's one-shot test, every episode's classes from one "
-                          "alphabet, support and query drawn by different people (default: the run's config).")
+                          "alphabet, support and query drawn by different people (default: the run's config; "
+                          "off with --data, whose folders have no alphabets).")
 
 
 EVAL_FLAGS = _Flags()
@@ -55,8 +56,6 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     initialize_distributed(flags.FLAGS)
     record = run_or_fail(argv[0], lambda: evaluate_workdir(flags.FLAGS, save=False))
-    if flags.FLAGS.data:  # the user's own classes: the benchmark's published result is no reference for them
-        record.pop("published", None)
     if "published" in record and "accuracy" in record:
         print(f"accuracy {100 * record['accuracy']:.2f} +- {100 * record['ci95']:.2f} ({record['episodes']} "
               f"episodes); published: {record['published']}", file=sys.stderr, flush=True)

@@ -33,6 +33,12 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
     """
     overrides = {key: getattr(f, flag) for key, flag in OVERRIDES.items() if getattr(f, flag, None) is not None}
     typed = {key: f"--{OVERRIDES[key]}" for key in overrides}
+    if f.data:
+        if overrides.get("within_alphabet"):
+            raise FlagError(f"--within_alphabet draws each episode's classes from one Omniglot alphabet, but "
+                            f"--data={f.data} has no alphabets: drop --within_alphabet, or drop --data to test on "
+                            "Omniglot's evaluation alphabets.")
+        overrides["within_alphabet"] = False  # a Lake-trained checkpoint's test protocol is not the --data one
     with in_flag_terms(typed, sampler=False):
         run = load(f.workdir, f.checkpoint, overrides=overrides, ema=f.ema)
     config = run.config
@@ -50,6 +56,8 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
     record = describe(config, split=f.split, checkpoint=run.checkpoint, step=run.step, result=result,
                       features_seconds=scoring.features_seconds)
     record["data"] = f.data or config.dataset
+    if f.data:
+        record.pop("published", None)  # the user's own classes: the benchmark's published result is no reference
     if save:
         save_record(Path(f.workdir), record)
     return record

@@ -58,6 +58,9 @@ def test_protonet_trains_and_evaluates_on_a_presplit_photo_folder(photo_root, tm
     assert evaluated["accuracy"] == pytest.approx(record["accuracy"])  # same checkpoint, same seeded episodes
     assert evaluated["published"] == record["published"]
     assert json.loads((tmp_path / "eval_test.json").read_text())["published"] == record["published"]
+    on_own_folder = evaluate_workdir(types.SimpleNamespace(**{**vars(flags), "data": str(photo_root / "test")}),
+                                     save=False)
+    assert on_own_folder["data"] == str(photo_root / "test") and "published" not in on_own_folder
     val = describe(config, split="val", checkpoint="best", step=2, result={"accuracy": 0.5})
     assert "published" not in val  # the published number is a test result
 
