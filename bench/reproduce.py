@@ -218,20 +218,29 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
         print(json.dumps(record))
 
 
-def check_settings(train_args: list[str], evals: list[str]) -> None:
-    """Exits with evaluate.py's own error when a setting of `evals` cannot score the run `train_args` trains (a 5-way
-    head asked for 20 ways), before hours of training rather than after them."""
+def train_config(train_args: list[str]):
+    """The config train.py builds from `train_args` (`--config FILE:PRESET` and its `--config.KEY=VALUE`s)."""
     from absl import flags
     from ml_collections import config_flags
 
-    from fewjax.experiment.config import validate
-
     argv = ["reproduce.py", *train_args]
+    if "--config" in argv:  # a config path relative to the repository, wherever this runs from
+        i = argv.index("--config") + 1
+        path, colon, preset = argv[i].partition(":")
+        argv[i] = str(ROOT / path) + colon + preset
     values = flags.FlagValues()
     config_flags.DEFINE_config_file("config", None, "", flag_values=values, sys_argv=argv)  # the overrides in argv
     values(argv, known_only=True)
+    return values.config.copy_and_resolve_references()
+
+
+def check_settings(train_args: list[str], evals: list[str]) -> None:
+    """Exits with evaluate.py's own error when a setting of `evals` cannot score the run `train_args` trains (a 5-way
+    head asked for 20 ways), before hours of training rather than after them."""
+    from fewjax.experiment.config import validate
+
     for setting in evals:
-        config = values.config.copy_and_resolve_references()
+        config = train_config(train_args)
         config.test_ways, config.test_shots, _ = parse_setting(setting)
         try:
             validate(config)
@@ -294,11 +303,11 @@ def _wall(r: dict) -> str:
 
 
 def _training(r: dict) -> str:
-    """What a Lake run's training changed from its preset: episode ways, rotated classes, augmentation, episodes
-    within one alphabet, image size."""
+    """How a Lake run trained: its episodes' ways (the preset's unless overridden), and what it changed from its
+    preset: rotated classes, augmentation, episodes within one alphabet, image size."""
     args = r.get("train_args", [])
     value = {a.partition("=")[0].removeprefix("--config."): a.partition("=")[2] for a in args if "=" in a}
-    parts = [f"{value['ways']}-way"] if "ways" in value else []
+    parts = [f"{train_config(args).ways}-way"] if "--config" in args else []
     parts += ["rotations as classes"] * (value.get("split") == "lake_rotations")
     parts += ["affine"] * (value.get("augment.affine") == "True")
     if float(value.get("train_within_alphabet", 0)):

@@ -261,9 +261,12 @@ def test_lake_table_says_what_each_run_changed_in_its_training(tmp_path, monkeyp
                train_args=["--config", "configs/omniglot_protonet.py:lake", "--config.ways=20",
                            "--config.augment.affine=True", "--config.train_within_alphabet=0.5",
                            "--config.image_size=56"])
-    (tmp_path / "reproduction.jsonl").write_text(json.dumps(row) + "\n")
-    assert reproduce.lake_table().splitlines()[-1].startswith(
+    preset = {**row, "train_args": ["--config", "configs/omniglot_protonet.py:lake", "--config.augment.affine=True"]}
+    (tmp_path / "reproduction.jsonl").write_text(json.dumps(row) + "\n" + json.dumps(preset) + "\n")
+    rows = reproduce.lake_table().splitlines()
+    assert rows[-2].startswith(
         "| fewjax protonet | 20-way, affine, 50% of episodes within one alphabet, 56 px | 24.00 ± 1.20 | 2,000 |")
+    assert rows[-1].startswith("| fewjax protonet | 60-way, affine | 24.00 ± 1.20 |")  # the preset's ways, named
 
 
 def _flag_record(step, losses, ops):
