@@ -42,6 +42,9 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
     with in_flag_terms(typed, sampler=False):
         run = load(f.workdir, f.checkpoint, overrides=overrides, ema=f.ema)
     config = run.config
+    if "eval_inner_steps" in overrides and run.method.adapt is None:
+        raise FlagError(f"--inner_steps={f.inner_steps}: {config.method} adapts nothing per episode (it has no inner "
+                        "loop), so inner steps would change nothing; drop --inner_steps.")
     if f.data:
         check_data_kind(f.data, config)
     invert = {"auto": "auto", "true": True, "false": False}[getattr(f, "invert", "auto")]

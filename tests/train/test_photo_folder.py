@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fewjax.eval.workdir import evaluate_workdir
-from fewjax.experiment.config import validate
+from fewjax.experiment.config import FlagError, validate
 from fewjax.experiment.data import make_sampler
 from fewjax.experiment.records import describe
 from fewjax.train import train_and_evaluate
@@ -61,6 +61,8 @@ def test_protonet_trains_and_evaluates_on_a_presplit_photo_folder(photo_root, tm
     on_own_folder = evaluate_workdir(types.SimpleNamespace(**{**vars(flags), "data": str(photo_root / "test")}),
                                      save=False)
     assert on_own_folder["data"] == str(photo_root / "test") and "published" not in on_own_folder
+    with pytest.raises(FlagError, match="--inner_steps=5: protonet adapts nothing per episode"):
+        evaluate_workdir(types.SimpleNamespace(**{**vars(flags), "inner_steps": 5}), save=False)
     val = describe(config, split="val", checkpoint="best", step=2, result={"accuracy": 0.5})
     assert "published" not in val  # the published number is a test result
 
