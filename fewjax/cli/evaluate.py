@@ -40,7 +40,8 @@ class _Flags:
                              "fits the data); with --dataset or --data, the new data's length (--dataset's default: "
                              "that dataset's preset length, clinc150 32, fewrel 64).")
         flags.DEFINE_string("data_dir", None, "Where the dataset files are, if not where training found them.")
-        flags.DEFINE_bool("ema", False, "Evaluate the EMA parameters (if the run kept them).")
+        flags.DEFINE_bool("ema", False, "Evaluate the run's moving average of its parameters (trained with "
+                          "--config.ema_decay > 0; an error otherwise).")
         flags.DEFINE_bool("transductive", None, "MAML family, Reptile: --notransductive classifies each query with "
                           "the support set alone (Nichol et al.'s non-transductive protocol; default: the run's "
                           "config, transductive).")

@@ -59,6 +59,8 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
     record = describe(config, split=f.split, checkpoint=run.checkpoint, step=run.step, result=result,
                       features_seconds=scoring.features_seconds)
     record["data"] = f.data or config.dataset
+    if f.ema:
+        record["ema"] = True
     if f.data:
         record.pop("published", None)  # the user's own classes: the benchmark's published result is no reference
     if save:

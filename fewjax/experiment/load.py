@@ -83,7 +83,7 @@ def load(workdir: str | Path, checkpoint: str | int = "best", *, overrides: dict
     """Restores `workdir`'s checkpoint ("best", "latest" or a step) with the config it was trained with.
 
     `overrides`: config keys to change first (`{"test_ways": 20}`; what evaluate.py's flags set). `ema`: the
-    run's exponential moving average of the params, if it kept one. Without a validated checkpoint, "best" falls
+    run's exponential moving average of the params (an error if it kept none). Without a validated checkpoint, "best" falls
     back to the latest (`run.checkpoint` says which).
     """
     workdir = Path(workdir)
@@ -101,8 +101,10 @@ def load(workdir: str | Path, checkpoint: str | int = "best", *, overrides: dict
         config = restored_config(saved, overrides)
         trained = restored_config(saved) if "dataset" in (overrides or {}) else config
         method = build_method(config)
-        target = init_state(jax.eval_shape(method.init, jax.random.key(0), example_input(config)),
-                            outer_optimizer(config), ema=config.ema_decay > 0, task_classes=task_classes(trained))
+        example, classes = example_input(config), task_classes(trained)
+        target = jax.eval_shape(lambda key: init_state(method.init(key, example), outer_optimizer(config),
+                                                       ema=config.ema_decay > 0, task_classes=classes),
+                                jax.random.key(0))
         try:
             state, info = ckpts.restore(target, step=which)
         except CorruptCheckpointError as e:
@@ -110,7 +112,11 @@ def load(workdir: str | Path, checkpoint: str | int = "best", *, overrides: dict
                                          "intact checkpoint.") from None
     finally:
         ckpts.close()
-    params = state.ema_params if ema and state.ema_params is not None else state.params
+    if ema and state.ema_params is None:
+        raise ValueError("ema=True (evaluate.py --ema): this run kept no moving average of its weights "
+                         f"(config.ema_decay={config.ema_decay}); evaluate without --ema, or train with "
+                         "--config.ema_decay above 0 (e.g. 0.999).")
+    params = state.ema_params if ema else state.params
     tokenizer = pretrained(config)[2] if config.dataset in TEXT_DATASETS else None
     return Run(config, params, method, step=int(info["step"]), checkpoint=str(which), tokenizer=tokenizer)
 

@@ -11,6 +11,7 @@ from fewjax.train import train_and_evaluate
 from fewjax.experiment.checkpoint import Checkpoints
 from fewjax.experiment.config import METHODS
 from fewjax.experiment.data import make_sampler
+from fewjax.experiment.load import load
 from fewjax.experiment.state import outer_optimizer
 from fewjax.methods import build_method
 from fewjax.experiment.state import init_state
@@ -71,6 +72,18 @@ def test_ema_is_tracked_and_validated(image_root, tmp_path):
     train_and_evaluate(tiny_config(image_root, "protonet", ema_decay=0.5), tmp_path, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert any("val/val_ema_accuracy" in r for r in rows)
+    state = final_params(tmp_path, tiny_config(image_root, "protonet", ema_decay=0.5))
+    averaged = load(tmp_path, "latest", ema=True).params
+    for x, y in zip(jax.tree.leaves(averaged), jax.tree.leaves(state.ema_params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_evaluating_the_moving_average_of_a_run_that_kept_none_is_an_error(image_root, tmp_path):
+    train_and_evaluate(tiny_config(image_root, "protonet", total_steps=2, eval_every=2, checkpoint_every=2), tmp_path,
+                       progress=False)
+    assert load(tmp_path, "latest").step == 2
+    with pytest.raises(ValueError, match=r"--ema\): this run kept no moving average .*\(config.ema_decay=0"):
+        load(tmp_path, "latest", ema=True)
 
 
 @pytest.mark.parametrize("checkpoint_every", [1, 60])
