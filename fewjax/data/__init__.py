@@ -17,6 +17,6 @@ from fewjax.data.sources import ArraySource
 from fewjax.data.tfds import tfds_source
 
 __all__ = [
-    "ArraySource", "DeviceState", "EpisodeSampler", "GroupsTooSmall", "SinusoidSampler", "augment", "episodes", "image_folder", "omniglot",
-    "Sampler", "prefetch", "sinusoid", "split_folders", "tfds_source",
+    "ArraySource", "DeviceState", "EpisodeSampler", "GroupsTooSmall", "SinusoidSampler", "augment", "episodes",
+    "image_folder", "omniglot", "Sampler", "prefetch", "sinusoid", "split_folders", "tfds_source",
 ]

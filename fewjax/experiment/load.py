@@ -83,8 +83,8 @@ def load(workdir: str | Path, checkpoint: str | int = "best", *, overrides: dict
     """Restores `workdir`'s checkpoint ("best", "latest" or a step) with the config it was trained with.
 
     `overrides`: config keys to change first (`{"test_ways": 20}`; what evaluate.py's flags set). `ema`: the
-    run's exponential moving average of the params (an error if it kept none). Without a validated checkpoint, "best" falls
-    back to the latest (`run.checkpoint` says which).
+    run's exponential moving average of the params (an error if it kept none). Without a validated checkpoint,
+    "best" falls back to the latest (`run.checkpoint` says which).
     """
     workdir = Path(workdir)
     if not (workdir / "checkpoints").is_dir():
