@@ -99,6 +99,10 @@ def load(workdir: str | Path, checkpoint: str | int = "best", *, overrides: dict
         check_same_kind_of_data(saved, overrides)
         overrides = with_preset_length(saved, overrides)
         config = restored_config(saved, overrides)
+        if ema and not config.ema_decay > 0:  # refused before anything is built or read
+            raise ValueError("ema=True (evaluate.py --ema): this run kept no moving average of its weights "
+                             f"(config.ema_decay={config.ema_decay}); evaluate without --ema, or train with "
+                             "--config.ema_decay above 0 (e.g. 0.999).")
         trained = restored_config(saved) if "dataset" in (overrides or {}) else config
         method = build_method(config)
         example, classes = example_input(config), task_classes(trained)
@@ -112,10 +116,6 @@ def load(workdir: str | Path, checkpoint: str | int = "best", *, overrides: dict
                                          "intact checkpoint.") from None
     finally:
         ckpts.close()
-    if ema and state.ema_params is None:
-        raise ValueError("ema=True (evaluate.py --ema): this run kept no moving average of its weights "
-                         f"(config.ema_decay={config.ema_decay}); evaluate without --ema, or train with "
-                         "--config.ema_decay above 0 (e.g. 0.999).")
     params = state.ema_params if ema else state.params
     tokenizer = pretrained(config)[2] if config.dataset in TEXT_DATASETS else None
     return Run(config, params, method, step=int(info["step"]), checkpoint=str(which), tokenizer=tokenizer)
