@@ -85,7 +85,7 @@ def run_one(method: str, preset: str, args) -> dict:
         c.test_episodes = c.eval_batch_size
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
-        record = train_and_evaluate(c, workdir, progress=False)
+        record = train_and_evaluate(c, workdir, progress=True)  # bars on stderr: a column takes an hour
         train_seconds = time.perf_counter() - start - record["seconds"] - record.get("features_seconds", 0)
         if cross:
             record = evaluate_workdir(SimpleNamespace(

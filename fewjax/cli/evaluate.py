@@ -37,8 +37,8 @@ class _Flags:
         flags.DEFINE_string("dataset", None, "Score on another built-in dataset of the same kind: a text checkpoint "
                             "on another text dataset's test classes (a CLINC150-trained encoder on fewrel).")
         flags.DEFINE_integer("max_length", None, "Text checkpoints: tokens per example (0: the smallest bucket that "
-                             "fits the data); with --dataset or --data, the new data's length (--dataset's default: "
-                             "that dataset's preset length, clinc150 32, fewrel 64).")
+                             "fits the data, up to 512); with --dataset or --data, the new data's length (--dataset's "
+                             "default: that dataset's preset length, clinc150 32, fewrel 64; --data's: 0).")
         flags.DEFINE_string("data_dir", None, "Where the dataset files are, if not where training found them.")
         flags.DEFINE_bool("ema", False, "Evaluate the run's moving average of its parameters (trained with "
                           "--config.ema_decay > 0; an error otherwise).")

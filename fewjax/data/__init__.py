@@ -7,7 +7,7 @@ Example:
     (3, 4, 8)
 """
 from fewjax.data import augment
-from fewjax.data.episodes import DeviceState, EpisodeSampler, GroupsTooSmall, episodes
+from fewjax.data.episodes import ClassesTooSmall, DeviceState, EpisodeSampler, GroupsTooSmall, episodes
 from fewjax.data.image_folder import image_folder, split_folders
 from fewjax.data.omniglot import omniglot
 from fewjax.data.pipeline import prefetch
@@ -17,6 +17,6 @@ from fewjax.data.sources import ArraySource
 from fewjax.data.tfds import tfds_source
 
 __all__ = [
-    "ArraySource", "DeviceState", "EpisodeSampler", "GroupsTooSmall", "SinusoidSampler", "augment", "episodes",
-    "image_folder", "omniglot", "Sampler", "prefetch", "sinusoid", "split_folders", "tfds_source",
+    "ArraySource", "ClassesTooSmall", "DeviceState", "EpisodeSampler", "GroupsTooSmall", "SinusoidSampler", "augment",
+    "episodes", "image_folder", "omniglot", "Sampler", "prefetch", "sinusoid", "split_folders", "tfds_source",
 ]

@@ -128,12 +128,8 @@ class EpisodeSampler:
         short = eligible[counts[eligible] < need]
         if short.size:
             c = short[np.argmin(counts[short])]
-            raise ValueError(
-                f"shots + queries = {self.shots} + {self.queries} = {need} but class "
-                f"{source.class_names[c]!r} has only {counts[c]} examples ({short.size} classes have fewer "
-                f"than {need}): lower shots/queries to at most {counts[c]} in total, or drop those classes "
-                "(ArraySource.subset) or give them class_weights of 0."
-            )
+            raise ClassesTooSmall(self.shots, self.queries, str(source.class_names[c]), int(counts[c]),
+                                  int(short.size))
         if class_examples is not None:
             class_examples = np.asarray(class_examples)
             if class_examples.shape != (num_classes, *source.example_shape):
@@ -336,6 +332,18 @@ class EpisodeSampler:
     def __repr__(self) -> str:
         return (f"EpisodeSampler(ways={self.ways}, shots={self.shots}, queries={self.queries}, seed={self.seed}, "
                 f"source={self.source!r})")
+
+
+class ClassesTooSmall(ValueError):
+    """Some classes hold fewer than `shots + queries` examples; `smallest` (of class `name`) and `short` (how many
+    classes) say which (callers re-raise it in their own terms)."""
+
+    def __init__(self, shots: int, queries: int, name: str, smallest: int, short: int):
+        self.shots, self.queries, self.name, self.smallest, self.short = shots, queries, name, smallest, short
+        super().__init__(
+            f"shots + queries = {shots} + {queries} = {shots + queries} but class {name!r} has only {smallest} "
+            f"examples ({short} classes have fewer than {shots + queries}): lower shots/queries to at most "
+            f"{smallest} in total, or drop those classes (ArraySource.subset) or give them class_weights of 0.")
 
 
 class GroupsTooSmall(ValueError):

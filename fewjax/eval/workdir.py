@@ -7,9 +7,10 @@ import logging
 import re
 from pathlib import Path
 
+from fewjax.data import ClassesTooSmall
 from fewjax.eval.evaluate import EVAL_MEMORY_MB, TEST_SEED, VAL_SEED, evaluate
 from fewjax.experiment.config import FlagError
-from fewjax.experiment.data import episodes_to_score
+from fewjax.experiment.data import episodes_to_score, make_source
 from fewjax.experiment.load import load
 from fewjax.experiment.records import describe, write_json
 from fewjax.text.datasets import TEXT_DATASETS
@@ -23,7 +24,7 @@ OVERRIDES = {"test_ways": "ways", "test_shots": "shots", "test_queries": "querie
 """Config key -> the evaluate.py flag that sets it."""
 SAMPLER_WORDS = {"test_ways": "ways", "test_shots": "shots", "test_queries": "queries"}
 """Config key -> the name the episode sampler's errors give it."""
-TEXT_FILES = (".csv", ".tsv", ".jsonl", ".json")
+TEXT_FILES = (".csv", ".tsv", ".jsonl", ".ndjson")
 
 
 def evaluate_workdir(f, *, save: bool = True) -> dict:
@@ -39,6 +40,7 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
                             f"--data={f.data} has no alphabets: drop --within_alphabet, or drop --data to test on "
                             "Omniglot's evaluation alphabets.")
         overrides["within_alphabet"] = False  # a Lake-trained checkpoint's test protocol is not the --data one
+        overrides.setdefault("text.max_length", 0)  # a user's texts at their own length, not the training cut
     with in_flag_terms(typed, sampler=False):
         run = load(f.workdir, f.checkpoint, overrides=overrides, ema=f.ema)
     config = run.config
@@ -47,11 +49,19 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
                         "loop), so inner steps would change nothing; drop --inner_steps.")
     if f.data:
         check_data_kind(f.data, config)
+        read_text_file(f.data, config)
     invert = {"auto": "auto", "true": True, "false": False}[getattr(f, "invert", "auto")]
     seed = TEST_SEED if f.split == "test" else VAL_SEED
     with in_flag_terms(typed, sampler=True):
-        scoring = episodes_to_score(run.method, run.params, config, f.split, seed=seed, data_path=f.data,
-                                    invert=invert)
+        try:
+            scoring = episodes_to_score(run.method, run.params, config, f.split, seed=seed, data_path=f.data,
+                                        invert=invert)
+        except ClassesTooSmall as e:
+            where = f"--data={f.data}" if f.data else f"the {f.split} split of {config.dataset}"
+            raise FlagError(f"{e.short} classes of {where} have fewer examples than --shots + --queries = "
+                            f"{e.shots} + {e.queries} (the smallest, {e.name!r}, has {e.smallest}): lower --queries "
+                            f"or --shots to at most {e.smallest} in total"
+                            + (", or remove those classes from the file." if f.data else ".")) from e
     metric = "loss" if config.dataset == "sinusoid" and not f.data else "accuracy"
     result = evaluate(scoring.eval_fn, run.params, scoring.sampler, num_episodes=f.episodes, batch_size=f.batch_size,
                       memory_mb=getattr(f, "memory_mb", EVAL_MEMORY_MB),
@@ -98,6 +108,19 @@ def in_flag_terms(typed: dict[str, str], *, sampler: bool):
         if message == str(e):
             raise
         raise FlagError(message) from e
+
+
+def read_text_file(data: str, config) -> None:
+    """Reads a text checkpoint's `--data` file (the source is cached for the evaluation): its problems (a missing
+    column, a malformed row) become one `FlagError`."""
+    if config.dataset not in TEXT_DATASETS:
+        return
+    try:
+        make_source(config, "test", data_path=data)
+    except FlagError:
+        raise
+    except ValueError as e:
+        raise FlagError(f"--data: {e}") from e
 
 
 def check_data_kind(data: str, config) -> None:

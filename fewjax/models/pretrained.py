@@ -202,5 +202,10 @@ def load_pretrained(
             f"{folder / 'model.safetensors'} has {len(report.unexpected)} tensors with no place in the encoder, "
             f"e.g. {list(report.unexpected[:5])}; pass strict=False to skip them."
         )
+    tokenizer = Tokenizer.from_file(folder / "tokenizer.json")
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ValueError(f"{folder / 'tokenizer.json'} has {tokenizer.vocab_size} tokens but config.json's "
+                         f"vocab_size is {config.vocab_size}: ids past it have no embedding. The tokenizer and the "
+                         "weights come from different models; put the model's own tokenizer.json beside them.")
     module = BertEncoder(config, dtype=dtype, add_pooler=add_pooler, remat=remat)
-    return module, params, Tokenizer.from_file(folder / "tokenizer.json")
+    return module, params, tokenizer

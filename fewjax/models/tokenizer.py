@@ -21,7 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-DEFAULT_BUCKETS: tuple[int, ...] = (32, 64, 96, 128)
+DEFAULT_BUCKETS: tuple[int, ...] = (32, 64, 96, 128, 256, 512)
+"""Up to BERT's 512 positions."""
 
 
 def bucket_length(longest: int, buckets: Sequence[int]) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,16 +98,24 @@ def _file_split(model, path, text_column, label_column, max_length, seed, split,
 
 def label_text(class_name: str) -> str:
     """The words of a class's name, as one more support example: FewRel's "P931:place served by transport hub"
-    -> "place served by transport hub", CLINC150's "pin_change" -> "pin change".
+    -> "place served by transport hub" (its Wikidata id dropped), CLINC150's "pin_change" -> "pin change".
 
     Example:
-        >>> label_text("P931:place served by transport hub"), label_text("pin_change")
-        ('place served by transport hub', 'pin change')
+        >>> label_text("P931:place served by transport hub"), label_text("pin_change"), label_text("reminder:work")
+        ('place served by transport hub', 'pin change', 'reminder:work')
     """
-    return class_name.split(":", 1)[-1].replace("_", " ").strip()
+    return re.sub(r"^P\d+:", "", class_name).replace("_", " ").strip()
 
 
 def label_name_examples(config, source) -> np.ndarray:
-    """Token ids `[num_classes, L]` of every class's `label_text`, padded or cut to the source's length L."""
+    """Token ids `[num_classes, L]` of every class's `label_text`, padded or cut to the source's length L.
+
+    Class names without a letter (labels 0, 1, 2 of a user's file) carry no meaning to embed: an error.
+    """
+    wordless = [n for n in source.class_names if not any(ch.isalpha() for ch in label_text(n))]
+    if wordless:
+        raise ValueError(f"config.text.label_names=True embeds each class's name as one more support example, but "
+                         f"{len(wordless)} class names have no words (e.g. {wordless[0]!r}); turn label_names off "
+                         "(--config.text.label_names=False), or label the data with names.")
     tok = load_pretrained_cached(str(config.text.model))[2]
     return tok([label_text(n) for n in source.class_names], max_length=source.example_shape[-1]).astype(source.dtype)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -99,14 +100,24 @@ def _read_json(path: Path):
         return json.load(f)
 
 
-def _texts_source(texts, labels, names, tok: Tokenizer, *, max_length, buckets, all_texts=None) -> ArraySource:
-    """Token ids of `texts`; without `max_length`, the bucket fits the longest of `all_texts`.
+def _texts_source(texts, labels, names, tok: Tokenizer, *, max_length, buckets, all_texts=None,
+                  warn_cut=False) -> ArraySource:
+    """Token ids of `texts`; without `max_length`, the bucket fits the longest of `all_texts` (else of `texts`).
 
     Sizing the bucket on the whole data set (every split) gives train, val and
-    test episodes the same shape, so one compiled step serves them all.
+    test episodes the same shape, so one compiled step serves them all. `warn_cut`: warn when texts are longer
+    than the length (a user's file; the built-in data sets document their cut).
     """
-    if max_length is None and all_texts is not None:
-        max_length = bucket_length(int(tok.token_lengths(all_texts).max()), buckets)
+    lengths = tok.token_lengths(texts)
+    if max_length is None:
+        longest = tok.token_lengths(all_texts).max() if all_texts is not None else lengths.max()
+        max_length = bucket_length(int(longest), buckets)
+    cut = int((lengths > max_length).sum())
+    if warn_cut and cut:
+        warnings.warn(f"{cut} of {len(texts)} texts are longer than {max_length} tokens and keep only their first "
+                      f"{max_length} (the longest has {int(lengths.max())}); a longer max_length (evaluate.py "
+                      "--max_length, config.text.max_length; 0 fits the data up to 512) keeps them whole.",
+                      stacklevel=3)
     return ArraySource(tok(texts, max_length=max_length, buckets=buckets), labels, names)
 
 
@@ -242,44 +253,81 @@ def text_file_texts(
 ) -> tuple[list[str], np.ndarray, list[str]]:
     """Rows of a CSV (`.csv`, `.tsv`) or JSON-lines (`.jsonl`, `.ndjson`) file: every label a class.
 
-    Class names are the sorted distinct label values (as strings).
+    Class names are the sorted distinct label values (as strings, surrounding spaces removed; a JSON number such
+    as 1.0 is the label "1"). A file saved with a byte-order mark (Excel's "CSV UTF-8") reads as any other. TSV
+    fields are split at tabs only (quotes are text). A row with more fields than the header (an unquoted comma
+    in a CSV text), an empty text or label, or a JSON line that is not an object is an error naming the row;
+    rows repeated exactly are dropped with a warning, so that no query is a copy of a support example.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; a text model reads a .csv, .tsv or .jsonl file.")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; pass a .csv, .tsv or .jsonl file.")
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = (csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if suffix == ".tsv"
+                      else csv.DictReader(f))
+            rows = []
+            for row in reader:
+                if None in row:
+                    raise ValueError(f"{path}: line {reader.line_num} has {len(row[None])} more field(s) than the "
+                                     f"header {reader.fieldnames}; quote a text that holds a comma (\"a, b\").")
+                rows.append((reader.line_num, row))
     elif suffix in (".jsonl", ".ndjson"):
         rows = []
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             for n, line in enumerate(f, 1):
                 if line.strip():
                     try:
-                        rows.append(json.loads(line))
+                        row = json.loads(line)
                     except json.JSONDecodeError as e:
                         raise ValueError(f"{path}:{n} is not valid JSON ({e}); one JSON object per line.") from e
+                    if not isinstance(row, dict):
+                        raise ValueError(f"{path}:{n} is a JSON {type(row).__name__}, not an object; one object "
+                                         f"per line, e.g. {{\"{text_column}\": \"...\", \"{label_column}\": \"...\"}}.")
+                    rows.append((n, row))
     else:
         raise ValueError(f"{path}: unknown file type {suffix!r}; use .csv, .tsv or .jsonl.")
     if not rows:
         raise ValueError(f"{path} has no rows.")
     for col in (text_column, label_column):
-        if col not in rows[0]:
+        if col not in rows[0][1]:
             raise ValueError(
-                f"{path} has no column {col!r}; its columns are {sorted(rows[0])}. "
-                "Pass text_column= / label_column=."
+                f"{path} has no column {col!r}; its columns are {sorted(rows[0][1])}. Name the text and label "
+                "columns (evaluate.py --text_column/--label_column; config.text.text_column/label_column)."
             )
-    texts, raw_labels = [], []
-    for n, row in enumerate(rows, 1):
-        text, label = row.get(text_column), row.get(label_column)
-        if text is None or label is None or str(label) == "":
-            raise ValueError(f"{path}: row {n} lacks {text_column!r} or {label_column!r}: {row}.")
-        texts.append(str(text))
-        raw_labels.append(str(label))
-    names = sorted(set(raw_labels))
+    pairs = []
+    for n, row in rows:
+        text, label = row.get(text_column), _label_value(row.get(label_column))
+        if text is None or not str(text).strip() or not label:
+            raise ValueError(f"{path}: line {n} has an empty or missing {text_column!r} or {label_column!r}: {row}; "
+                             "fill it in or remove the row.")
+        pairs.append((str(text), label))
+    unique = list(dict.fromkeys(pairs))
+    if len(unique) < len(pairs):
+        warnings.warn(f"{path}: {len(pairs) - len(unique)} of {len(pairs)} rows repeat an earlier row (same text "
+                      "and label) and are dropped, so that no query is a copy of a support example.", stacklevel=2)
+    labels_of: dict[str, set] = {}
+    for text, label in unique:
+        labels_of.setdefault(text, set()).add(label)
+    ambiguous = [t for t, ls in labels_of.items() if len(ls) > 1]
+    if ambiguous:
+        warnings.warn(f"{path}: {len(ambiguous)} texts carry more than one label (e.g. {ambiguous[0]!r}: "
+                      f"{sorted(labels_of[ambiguous[0]])}); each copy stays in its class.", stacklevel=2)
+    names = sorted({label for _, label in unique})
     index = {n: i for i, n in enumerate(names)}
-    return texts, np.array([index[l] for l in raw_labels], dtype=np.int64), names
+    return [t for t, _ in unique], np.array([index[label] for _, label in unique], dtype=np.int64), names
+
+
+def _label_value(label) -> str:
+    """A label cell as a class name: spaces stripped, a whole JSON number without its ".0" ("" when missing)."""
+    if label is None:
+        return ""
+    if isinstance(label, float) and label.is_integer():
+        label = int(label)
+    return str(label).strip()
 
 
 def text_file(
@@ -293,4 +341,5 @@ def text_file(
 ) -> ArraySource:
     """A user's labelled CSV / JSONL file as token ids; every label in it is a class."""
     texts, labels, names = text_file_texts(path, text_column=text_column, label_column=label_column)
-    return _texts_source(texts, labels, names, as_tokenizer(tokenizer), max_length=max_length, buckets=buckets)
+    return _texts_source(texts, labels, names, as_tokenizer(tokenizer), max_length=max_length, buckets=buckets,
+                         warn_cut=True)

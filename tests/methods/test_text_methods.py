@@ -79,6 +79,14 @@ def test_zero_step_protonet_keeps_the_pretrained_encoder_and_evaluates_a_csv(tmp
     assert record["data"] == str(csv) and record["episodes"] == 6 and record["ways"] == 3
     assert record["accuracy"] > 0.6
     assert json.loads((tmp_path / "run" / "eval_test.json").read_text()) == record
+    assert record["max_length"] == 0  # the file's texts at their own length, not cut at the run's 32 tokens
+    for change, match in [({"queries": 4}, r"3 classes of --data=.* have fewer examples than --shots \+ --queries "
+                                           r"= 1 \+ 4 \(the smallest, 'food', has 4\): lower --queries or --shots "
+                                           r"to at most 4 in total, or remove those classes from the file"),
+                          ({"text_column": "utterance"}, r"--data: .*mine.csv has no column 'utterance'; its "
+                                                          r"columns are \['label', 'text'\]")]:
+        with pytest.raises(FlagError, match=match):
+            evaluate_workdir(types.SimpleNamespace(**{**vars(flags), **change}), save=False)
 
     flags.data, flags.dataset, flags.max_length, flags.ways = None, "fewrel", None, 5  # trained on CLINC150, 32
     record = evaluate_workdir(flags, save=False)

@@ -101,11 +101,13 @@ def test_convert_state_dict_reports_and_maps(minilm, state):
 
 
 def _tiny_folder(tmp_path, state, *, drop=(), extra=None):
-    """A 1-layer, 1000-word checkpoint cut from MiniLM, with the real tokenizer."""
+    """A 1-layer, 1000-word checkpoint cut from MiniLM, with the real tokenizer cut to the same 1000 words."""
     cfg = json.loads((MODEL / "config.json").read_text())
     cfg.update(num_hidden_layers=1, vocab_size=1000)
     (tmp_path / "config.json").write_text(json.dumps(cfg))
-    (tmp_path / "tokenizer.json").symlink_to(MODEL / "tokenizer.json")
+    tokenizer = json.loads((MODEL / "tokenizer.json").read_text())
+    tokenizer["model"]["vocab"] = {w: i for w, i in tokenizer["model"]["vocab"].items() if i < 1000}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer))
     tiny = {k: v for k, v in state.items() if not k.startswith("encoder.layer.") or k.startswith("encoder.layer.0.")}
     tiny["embeddings.word_embeddings.weight"] = tiny["embeddings.word_embeddings.weight"][:1000]
     for k in drop:
@@ -134,6 +136,10 @@ def test_load_pretrained_errors_name_the_problem(tmp_path, state):
     with pytest.raises(ValueError, match="strict=False"):
         pretrained.load_pretrained(tmp_path / "c")
     pretrained.load_pretrained(tmp_path / "c", strict=False)
+    (tmp_path / "c" / "tokenizer.json").unlink()  # the full 30,522-word tokenizer beside a 1000-word table
+    (tmp_path / "c" / "tokenizer.json").symlink_to(MODEL / "tokenizer.json")
+    with pytest.raises(ValueError, match="has 30522 tokens but config.json's vocab_size is 1000: ids past it"):
+        pretrained.load_pretrained(tmp_path / "c", strict=False)
 
 
 def test_hub_name_offline_gives_a_clear_error(monkeypatch):

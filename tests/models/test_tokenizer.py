@@ -36,12 +36,13 @@ def test_bucket_is_smallest_that_fits(tok):
 
 
 def test_truncation_keeps_sep_and_fixed_length(tok):
-    text = " ".join(["word"] * 300)
-    ids = tok([text])
-    assert ids.shape == (1, 128) and ids[0, -1] == 102 and ids[0, 0] == 101
+    text = " ".join(["word"] * 600)
+    ids = tok([text])  # longer than the largest bucket, BERT's 512 positions
+    assert ids.shape == (1, 512) and ids[0, -1] == 102 and ids[0, 0] == 101
+    assert tok([" ".join(["word"] * 300)]).shape == (1, 512)
     ids = tok([text, "hi"], max_length=10)
     assert ids.shape == (2, 10) and ids[0, -1] == 102
-    assert tok.token_lengths([text])[0] == 302  # lengths are measured without truncation
+    assert tok.token_lengths([text])[0] == 602  # lengths are measured without truncation
 
 
 def test_bad_inputs_raise(tok):

@@ -81,6 +81,58 @@ def test_text_file_csv_and_jsonl(tmp_path, tok):
         sources.text_file_texts(tmp_path / "missing.csv")
 
 
+def _read(tmp_path, name, content, **columns):
+    path = tmp_path / name
+    path.write_bytes(content.encode("utf-8"))
+    return sources.text_file_texts(path, **columns)
+
+
+def test_text_file_reads_excel_csv_spaces_tsv_quotes_and_json_numbers(tmp_path):
+    assert _read(tmp_path, "bom.csv", "\ufefftext,label\nhi,a\n")[2] == ["a"]  # Excel's "CSV UTF-8"
+    texts, labels, names = _read(tmp_path, "sp.csv", "text,label\nx,a\ny, a\nz,a \n")
+    assert names == ["a"] and labels.tolist() == [0, 0, 0]  # " a" and "a " are the class "a"
+    texts, labels, names = _read(tmp_path, "q.tsv", 'text\tlabel\n"Hi\ta\nthen "ok" she said\tb\nthird\ta\n')
+    assert texts == ['"Hi', 'then "ok" she said', "third"] and names == ["a", "b"]  # quotes are text in a TSV
+    rows = [("a", 1), ("b", 1.0), ("c", 2)]
+    jl = "".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows)
+    assert _read(tmp_path, "n.jsonl", jl)[2] == ["1", "2"]  # 1 and 1.0 are one class
+
+
+@pytest.mark.parametrize("name, content, match", [
+    ("comma.csv", "text,label\nhello, world,a\n", r"line 2 has 1 more field.*quote a text"),
+    ("empty.csv", "text,label\n  ,a\nok,b\n", r"line 2 has an empty or missing 'text'"),
+    ("nolabel.csv", "text,label\nok,\n", r"line 2 has an empty or missing"),
+    ("list.jsonl", '["a", "b"]\n', r"list.jsonl:1 is a JSON list, not an object"),
+])
+def test_text_file_refuses_rows_it_would_misread(tmp_path, name, content, match):
+    with pytest.raises(ValueError, match=match):
+        _read(tmp_path, name, content)
+
+
+def test_text_file_drops_repeated_rows_and_warns(tmp_path):
+    with pytest.warns(UserWarning, match="2 of 4 rows repeat an earlier row"):
+        texts, labels, names = _read(tmp_path, "dup.csv", "text,label\nx,a\ny,b\nx,a\ny,b\n")
+    assert texts == ["x", "y"] and labels.tolist() == [0, 1]
+    with pytest.warns(UserWarning, match="1 texts carry more than one label"):
+        _read(tmp_path, "amb.csv", "text,label\nx,a\nx,b\n")
+
+
+def test_text_file_folder_is_named(tmp_path):
+    with pytest.raises(ValueError, match="is a folder; a text model reads a .csv"):
+        sources.text_file_texts(tmp_path)
+
+
+def test_text_file_warns_when_texts_are_cut_and_fits_them_up_to_512(tmp_path, tok):
+    path = tmp_path / "long.csv"
+    long = " ".join(["word"] * 150)
+    path.write_text(f"text,label\n{long} refund,a\n{long} delivery,b\nshort,a\n")
+    with pytest.warns(UserWarning, match=r"2 of 3 texts are longer than 32 tokens.*longest has 154"):
+        sources.text_file(path, tokenizer=tok, max_length=32)
+    src = sources.text_file(path, tokenizer=tok, max_length=None)  # "fit the data": 154 tokens -> bucket 256
+    assert src.example_shape == (256,)
+    assert not (src.class_examples(0)[0] == src.class_examples(1)[0]).all()
+
+
 def test_data_dir_from_env(monkeypatch, tmp_path):
     monkeypatch.delenv("FEWJAX_DATA_DIR", raising=False)
     with pytest.raises(FileNotFoundError, match="FEWJAX_DATA_DIR"):
@@ -120,3 +172,15 @@ def test_label_names_join_the_support_as_one_more_example_per_class(dataset):
     assert all(any((row == n).all() for n in names) for row in name_rows)
     decoded = Tokenizer.from_file(MODEL / "tokenizer.json").decode(name_rows[0])
     assert decoded in {label_text(n) for n in source.class_names}
+
+
+def test_label_names_need_words(tmp_path, tok):
+    from fewjax.experiment.config import base_config
+    from fewjax.text.datasets import label_name_examples
+
+    path = tmp_path / "numbers.csv"
+    path.write_text("text,label\nhello,0\nbye,1\n")
+    c = base_config()
+    c.text.model, c.text.label_names = str(MODEL), True
+    with pytest.raises(ValueError, match=r"2 class names have no words \(e.g. '0'\); turn label_names off"):
+        label_name_examples(c, sources.text_file(path, tokenizer=tok))
