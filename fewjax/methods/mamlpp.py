@@ -32,6 +32,7 @@ def build(config) -> Method:
     model = backbone.build_model(config, classes=config.ways)
     apply, chunk, pp = apply_fn(model), task_chunk_size(config), config.mamlpp
     steps = config.inner_steps
+    test_steps = config.eval_inner_steps  # = steps whenever weights are learned per step (config.validate)
     loss_of = task_loss(config, apply)
 
     def loss_fn(weights, batch):  # `weights`: the adapted part, or (adapted, this step's batch-norm weights)
@@ -50,9 +51,10 @@ def build(config) -> Method:
     def keywords(params):
         return dict(inner_lr=params["lr"] if pp.lslr else config.inner_lr, step_params=params.get("norm"))
 
-    def kernel(params, task, *, first_order, weights=None):
-        loss, metrics = fewjax.mamlpp_loss(loss_fn, params["model"], task, inner_steps=steps, step_weights=weights,
-                                           first_order=first_order, remat=config.remat, **keywords(params))
+    def kernel(params, task, *, first_order, weights=None, inner_steps=steps):
+        loss, metrics = fewjax.mamlpp_loss(loss_fn, params["model"], task, inner_steps=inner_steps,
+                                           step_weights=weights, first_order=first_order, remat=config.remat,
+                                           **keywords(params))
         metrics.pop("query_losses")  # per step: the trainer logs scalars; `loss` is their weighted sum
         return loss, metrics
 
@@ -67,12 +69,12 @@ def build(config) -> Method:
 
     def adapt(params, support):
         kw = keywords(params)
-        adapted = fewjax.mamlpp_adapt(loss_fn, params["model"], support, inner_steps=steps, **kw)
+        adapted = fewjax.mamlpp_adapt(loss_fn, params["model"], support, inner_steps=test_steps, **kw)
         if not pp.per_step_bn:
             return adapted
         return merge(adapted, jax.tree.map(lambda w: w[-1], kw["step_params"]))
 
-    test = functools.partial(kernel, first_order=True)
+    test = functools.partial(kernel, first_order=True, inner_steps=test_steps)
     return Method("mamlpp", model, init, meta_grad, per_task_metrics(test, chunk), predictor(apply, adapt),
                   adapt=adapt)
 

@@ -60,6 +60,21 @@ def test_every_switch_off_is_maml():
                                 rtol=1e-5, atol=1e-7)
 
 
+def test_test_time_adaptation_takes_eval_inner_steps_as_maml_does():
+    batch = regression_tasks(seed=2)
+    results = {}
+    for method in ("mamlpp", "maml"):
+        c = sinusoid(method, eval_inner_steps=5)  # inner_steps 2 in training, 5 at test
+        m = build_method(c)
+        params = m.init(jax.random.key(0), batch.support.x[0])
+        results[method] = m.evaluate(params, batch)["query_loss_after"]
+    np.testing.assert_allclose(results["mamlpp"], results["maml"], rtol=1e-5, atol=1e-7)
+    c = sinusoid(eval_inner_steps=2)
+    m = build_method(c)
+    two = m.evaluate(m.init(jax.random.key(0), batch.support.x[0]), batch)["query_loss_after"]
+    assert not np.allclose(two, results["mamlpp"])
+
+
 def test_derivative_order_annealing_is_first_order_until_its_epoch_then_second_order():
     batch, annealed = regression_tasks(seed=1), sinusoid(**{"mamlpp.first_order_epochs": 1})  # first order: 0-2
     [first], [second] = gradients(sinusoid("fomaml"), [0], batch), gradients(sinusoid("maml"), [0], batch)
