@@ -36,5 +36,5 @@ def get_config(name: str = "5w1s"):
     c.optim.lr = 1e-3
     c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 60000, 100, 1000, 1000
     c.val_episodes, c.test_episodes, c.eval_batch_size = 200, 600, 25
-    c.published = PUBLISHED[shots]
+    c.published, c.published_setting = PUBLISHED[shots], f"5w{shots}s"
     return c

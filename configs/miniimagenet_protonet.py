@@ -55,5 +55,5 @@ def get_config(name: str = "5w1s"):
         c.augment.max_rotation = c.augment.max_shear = c.augment.max_scale = 0.0
         c.augment.max_shift = 8.0
         c.augment.flip, c.augment.color_jitter = True, 0.4
-    c.published = PUBLISHED[model, shots]
+    c.published, c.published_setting = PUBLISHED[model, shots], f"5w{shots}s"
     return c

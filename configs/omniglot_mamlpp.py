@@ -27,6 +27,7 @@ def get_config(c, preset, ways, shots):
     c.method = "mamlpp"
     if preset in PUBLISHED:
         c.published = f"MAML++ {PUBLISHED[preset]} (Antoniou et al. 2019, 50,000 steps)"
+        c.published_setting = preset
     c.queries = 1
     c.meta_batch_size, c.inner_steps, c.eval_inner_steps, c.inner_lr = 8, 5, 5, 0.1
     c.optim.lr, c.optim.schedule, c.optim.min_lr = 1e-3, "cosine", 1e-5

@@ -198,7 +198,11 @@ def evaluate_args(workdir, *extra):
 
 @pytest.mark.parametrize("extra, message", [
     (["--ways", "4"], "--ways=4: maml has a 3-way head: --ways must equal ways=3"),
-    (["--shots", "10"], "--shots + queries = 10 + 2 = 12 but class"),
+    (["--shots", "10"], "have fewer examples than --shots + --queries = 10 + 2 (the smallest, "),
+    (["--max_length", "64"], "--max_length is for text checkpoints; this one is an image model"),
+    (["--text_column", "t"], "--text_column is for text checkpoints"),
+    (["--invert", "true"], "--invert=true is for the image folder given with --data"),
+    (["--split", "val", "--within_alphabet"], "--within_alphabet is Lake's test protocol"),
     (["--data", "DATA.csv"], "is a CSV file: text data, but this checkpoint is an image model"),
     (["--data", "DATA.csv", "--within_alphabet"], "has no alphabets: drop --within_alphabet, or drop --data"),
     (["--dataset", "fewrel"], "--dataset='fewrel': this is an image checkpoint (trained on 'image_folder')"),

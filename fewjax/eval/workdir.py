@@ -34,6 +34,12 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
     """
     overrides = {key: getattr(f, flag) for key, flag in OVERRIDES.items() if getattr(f, flag, None) is not None}
     typed = {key: f"--{OVERRIDES[key]}" for key in overrides}
+    if overrides.get("within_alphabet") and f.split != "test":
+        raise FlagError(f"--within_alphabet is Lake's test protocol, on the evaluation alphabets; --split={f.split} "
+                        "draws from the background alphabets: drop one of them.")
+    if getattr(f, "invert", "auto") != "auto" and not f.data:
+        raise FlagError(f"--invert={f.invert} is for the image folder given with --data; this run's own data needs "
+                        "none: drop --invert.")
     if f.data:
         if overrides.get("within_alphabet"):
             raise FlagError(f"--within_alphabet draws each episode's classes from one Omniglot alphabet, but "
@@ -44,6 +50,7 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
     with in_flag_terms(typed, sampler=False):
         run = load(f.workdir, f.checkpoint, overrides=overrides, ema=f.ema)
     config = run.config
+    check_text_flags(f, overrides, config)
     if "eval_inner_steps" in overrides and run.method.adapt is None:
         raise FlagError(f"--inner_steps={f.inner_steps}: {config.method} adapts nothing per episode (it has no inner "
                         "loop), so inner steps would change nothing; drop --inner_steps.")
@@ -108,6 +115,20 @@ def in_flag_terms(typed: dict[str, str], *, sampler: bool):
         if message == str(e):
             raise
         raise FlagError(message) from e
+
+
+def check_text_flags(f, overrides: dict, config) -> None:
+    """--max_length, --text_column and --label_column must change something: a text checkpoint's length, and the
+    columns of a --data file."""
+    given = [OVERRIDES[k] for k in ("text.max_length", "text.text_column", "text.label_column") if k in overrides
+             and (k != "text.max_length" or getattr(f, "max_length", None) is not None)]
+    if config.dataset not in TEXT_DATASETS and given:
+        raise FlagError(f"--{given[0]} is for text checkpoints; this one is an image model (dataset "
+                        f"{config.dataset!r}): drop it.")
+    columns = [flag for flag in given if flag != "max_length"]
+    if columns and not f.data and config.dataset != "text_file":
+        raise FlagError(f"--{columns[0]} names a column of the file given with --data; {config.dataset} has no "
+                        "columns to choose: pass --data FILE, or drop it.")
 
 
 def read_text_file(data: str, config) -> None:

@@ -15,6 +15,8 @@ import ml_collections
 from fewjax.kernels import DISTANCES
 from fewjax.methods import METHODS, PER_TASK_WEIGHTS, TEXT_METHODS
 from fewjax.models.conv import CONV_GRADS
+from fewjax.models.conv4 import POOLS
+from fewjax.models.norm import NORMS
 from fewjax.placement import EVAL_MEMORY_MB
 from fewjax.text.datasets import TEXT_DATASETS
 
@@ -25,6 +27,15 @@ class FlagError(ValueError):
 DATASETS = ("omniglot", "image_folder", "sinusoid") + TEXT_DATASETS
 SCHEDULES = ("constant", "step", "cosine", "linear")
 MODELS = ("conv4", "resnet12", "mlp")
+INNER_OPTIMIZER_METHODS = {"image": ("maml", "fomaml", "anil", "reptile"),
+                           "text": ("fomaml", "finetune", "setfit", "prompt")}
+"""The methods that accept `inner_optimizer="adam"`: the others' inner loop is SGD, or absent. (Text finetune, setfit
+and prompt adapt with Adam whatever its value, as their presets say.)"""
+TEXT_KEY_METHODS = {"l2sp": ("finetune",), "logit_scale": ("anil", "fomaml", "finetune", "prompt"),
+                    "encoder_lr_scale": ("fomaml", "finetune"), "student_layers": ("distill",),
+                    "distill_temperature": ("distill",), "distill_alpha": ("distill",), "setfit_head": ("setfit",),
+                    "head_l2": ("setfit",), "prompt_length": ("prompt",), "prompt_init": ("prompt",)}
+"""`config.text` keys that only some text methods read: another method with a non-default value is an error."""
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -76,6 +87,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_batch_size = 50
     c.eval_memory_mb = EVAL_MEMORY_MB  # episodes per evaluation call are cut until one call's planned memory fits (per device)
     c.published = ""  # the published result of this setting, printed and recorded beside the measured accuracy
+    c.published_setting = ""  # "5w1s": the test ways and shots `published` is for (any other test setting drops it)
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "conv4"  # conv4 or resnet12 (images: resnet12 reads image folders as RGB), mlp (sinusoid)
@@ -88,7 +100,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.inner_steps = 1  # MAML family and Reptile
     c.inner_lr = 0.4
     c.eval_inner_steps = 3
-    c.inner_optimizer = "sgd"  # sgd or adam (Reptile: Adam with beta1 = 0, as Nichol et al.)
+    c.inner_optimizer = "sgd"  # sgd or adam (Reptile: Adam, beta1 = 0); text finetune, setfit, prompt: Adam always
     c.inner_batch_size = 0  # Reptile's training inner steps: 0 full-batch, B on mini-batches of B (inner_minibatches)
     c.inner_state = "per_task"  # Reptile's inner optimizer state: per_task (fresh), carried (fewjax.methods.reptile)
     c.remat = False
@@ -340,8 +352,35 @@ def validate(c: ml_collections.ConfigDict) -> None:
          "alphabets only)")
     need(c.model.name in MODELS, "model.name", c.model.name, f"choose one of {MODELS}")
     need(c.model.hidden >= 1, "model.hidden", c.model.hidden, "must be >= 1")
-    need(not c.augment.affine or c.model.name in ("conv4", "resnet12"), "augment.affine", c.augment.affine,
-         "is for images")
+    need(c.model.norm in NORMS, "model.norm", c.model.norm, f"choose one of {NORMS}")
+    need(c.model.pool in POOLS, "model.pool", c.model.pool, f"choose one of {POOLS}")
+    if c.dataset == "sinusoid":
+        need(c.model.name == "mlp", "model.name", c.model.name, "sinusoid regression runs on the mlp")
+        need(c.test_ways == c.ways, "test_ways", c.test_ways,
+             f"sinusoid regression has no classes; leave test_ways = ways = {c.ways}")
+        need(c.model.dtype == "float32", "model.dtype", c.model.dtype, "the sinusoid mlp computes in float32")
+    elif c.dataset not in TEXT_DATASETS:
+        need(c.model.name != "mlp", "model.name", c.model.name, "the mlp is for sinusoid regression; images need "
+             "conv4 or resnet12")
+        need(c.model.pool == "max" or c.model.name == "conv4", "model.pool", c.model.pool,
+             f"{c.model.name} pools with max-pooling only; model.pool=stride is conv4's")
+        smallest = 1 if c.model.name == "conv4" and c.model.pool == "stride" else 16
+        need(c.image_size >= smallest, "image_size", c.image_size,
+             f"{c.model.name} halves the image four times; below {smallest} pixels no feature is left: use >= "
+             f"{smallest}" + (" (or model.pool=stride)" if c.model.name == "conv4" else ""))
+        need(c.split == "vinyals" or c.dataset == "omniglot", "split", c.split,
+             "the split names Omniglot's alphabets; other datasets ignore it: leave vinyals")
+    adapting = INNER_OPTIMIZER_METHODS["text" if c.dataset in TEXT_DATASETS else "image"]
+    need(c.inner_optimizer == "sgd" or c.method in adapting, "inner_optimizer", c.inner_optimizer,
+         f"{c.method} does not read it (its inner loop, if it has one, is plain SGD); only {adapting} take Adam "
+         "here: leave sgd")
+    if c.dataset in TEXT_DATASETS:
+        defaults = text_config()
+        for key, readers in TEXT_KEY_METHODS.items():
+            need(c.text[key] == defaults[key] or c.method in readers, f"text.{key}", c.text[key],
+                 f"only {readers} read it and {c.method} would ignore it: leave the default {defaults[key]!r}")
+    need(not c.augment.affine or (c.model.name in ("conv4", "resnet12") and c.dataset not in TEXT_DATASETS),
+         "augment.affine", c.augment.affine, "is for images")
     need(0 <= c.augment.max_scale < 1, "augment.max_scale", c.augment.max_scale, "must lie in [0, 1)")
     for key in ("max_rotation", "max_shear", "max_shift"):
         need(c.augment[key] >= 0, f"augment.{key}", c.augment[key], "must be >= 0")

@@ -14,7 +14,7 @@ def describe(config, *, split, checkpoint, step, result, features_seconds=None) 
     """The evaluation record every command prints: what was evaluated, on what, and the score; beside the score,
     `published` (the config's published result for this setting) when the config names one, and
     `features_seconds` (the time taken to embed each example once, before the episodes' `seconds`) when given."""
-    published = config.get("published", "") if split == "test" else ""
+    published = published_result(config, split)
     return {
         "method": config.method, "dataset": config.dataset, "split": split, "ways": config.test_ways,
         "shots": config.test_shots, "queries": config.test_queries, "checkpoint": checkpoint, "step": int(step),
@@ -24,6 +24,15 @@ def describe(config, *, split, checkpoint, step, result, features_seconds=None) 
         **({"features_seconds": features_seconds} if features_seconds is not None else {}),
         **({"published": published} if published else {}),
     }
+
+
+def published_result(config, split: str) -> str:
+    """`config.published` when this evaluation is the setting it was published for: the test split at
+    `config.published_setting`'s ways and shots, transductive, not within one alphabet; else ""."""
+    setting = f"{config.test_ways}w{config.test_shots}s"
+    same = (split == "test" and config.get("published_setting", "") == setting and not config.within_alphabet
+            and config.get("transductive", True))
+    return config.get("published", "") if same else ""
 
 
 def write_json(path: Path, record: dict) -> None:

@@ -54,6 +54,42 @@ def test_bad_choice_is_named_before_anything_runs(key, value):
         validate(config)
 
 
+@pytest.mark.parametrize("changes, key, fix", [
+    ({"image_size": 12}, "image_size", r"below 16 pixels no feature is left: use >= 16 \(or model.pool=stride\)"),
+    ({"model.name": "resnet12", "model.pool": "stride"}, "model.pool", "resnet12 pools with max-pooling only"),
+    ({"model.pool": "avg"}, "model.pool", r"choose one of \('max', 'stride'\)"),
+    ({"model.norm": "group"}, "model.norm", "choose one of"),
+    ({"model.name": "mlp"}, "model.name", "the mlp is for sinusoid regression"),
+    ({"dataset": "image_folder", "split": "lake"}, "split", "names Omniglot's alphabets"),
+    ({"dataset": "sinusoid", "method": "maml", "model.name": "conv4"}, "model.name", "runs on the mlp"),
+    ({"dataset": "sinusoid", "method": "maml", "model.name": "mlp", "test_ways": 20}, "test_ways", "no classes"),
+    ({"dataset": "sinusoid", "method": "maml", "model.name": "mlp", "model.dtype": "bfloat16"}, "model.dtype",
+     "float32"),
+    ({"method": "metasgd", "inner_optimizer": "adam"}, "inner_optimizer", "metasgd does not read it"),
+    ({"method": "protonet", "inner_optimizer": "adam"}, "inner_optimizer", "protonet does not read it"),
+    ({"dataset": "clinc150", "method": "anil", "inner_optimizer": "adam"}, "inner_optimizer", "anil does not"),
+    ({"dataset": "clinc150", "method": "protonet", "text.l2sp": 1.0}, "text.l2sp",
+     r"only \('finetune',\) read it and protonet would ignore it: leave the default 0.0"),
+    ({"dataset": "clinc150", "method": "setfit", "text.logit_scale": 30.0}, "text.logit_scale", "setfit would ignore"),
+    ({"dataset": "clinc150", "method": "protonet", "augment.affine": True}, "augment.affine", "is for images"),
+])
+def test_a_key_the_run_would_ignore_or_cannot_honour_is_named(changes, key, fix):
+    config = base_config()
+    config.update_from_flattened_dict(changes)
+    with pytest.raises(ValueError, match=rf"config\.{key.replace('.', '[.]')}=.*{fix}"):
+        validate(config)
+
+
+@pytest.mark.parametrize("changes", [{"image_size": 12, "model.pool": "stride"},
+                                     {"dataset": "clinc150", "method": "finetune", "total_steps": 0,
+                                      "text.l2sp": 1.0, "inner_optimizer": "adam"},
+                                     {"method": "reptile", "inner_optimizer": "adam"}])
+def test_keys_the_run_reads_stay_accepted(changes):
+    config = base_config()
+    config.update_from_flattened_dict(changes)
+    validate(config)
+
+
 @pytest.mark.parametrize("method, loop, backend, want", [
     ("maml", "auto", "cpu", 1), ("reptile", "auto", "cpu", 1), ("protonet", "auto", "cpu", None),
     ("maml", "auto", "gpu", None), ("maml", "vmap", "cpu", None), ("protonet", "scan", "gpu", 1),

@@ -39,7 +39,7 @@ def photo_root(tmp_path_factory):
 
 def test_protonet_trains_and_evaluates_on_a_presplit_photo_folder(photo_root, tmp_path):
     config = tiny_config(photo_root, "protonet", image_size=16, total_steps=2, eval_every=2, checkpoint_every=2,
-                         published="5-way 1-shot: a published number", **{
+                         published="3-way 1-shot: a published number", published_setting="3w1s", **{
                              "augment.resized_crop": True, "augment.crop_min_scale": 0.5, "augment.flip": True,
                              "augment.color_jitter": 0.4})
     validate(config)
@@ -50,7 +50,7 @@ def test_protonet_trains_and_evaluates_on_a_presplit_photo_folder(photo_root, tm
 
     record = train_and_evaluate(config, tmp_path, progress=False)
     assert record["episodes"] == 6 and 0.0 <= record["accuracy"] <= 1.0
-    assert record["published"] == "5-way 1-shot: a published number"  # beside the measured accuracy
+    assert record["published"] == "3-way 1-shot: a published number"  # beside the measured accuracy
     flags = types.SimpleNamespace(workdir=str(tmp_path), checkpoint="best", split="test", episodes=6, batch_size=3,
                                   ways=None, shots=None, queries=None, inner_steps=None, data=None, data_dir=None,
                                   ema=False, text_column=None, label_column=None, within_alphabet=None)
@@ -61,6 +61,8 @@ def test_protonet_trains_and_evaluates_on_a_presplit_photo_folder(photo_root, tm
     on_own_folder = evaluate_workdir(types.SimpleNamespace(**{**vars(flags), "data": str(photo_root / "test")}),
                                      save=False)
     assert on_own_folder["data"] == str(photo_root / "test") and "published" not in on_own_folder
+    two_shot = evaluate_workdir(types.SimpleNamespace(**{**vars(flags), "shots": 2}), save=False)
+    assert two_shot["shots"] == 2 and "published" not in two_shot  # the 3w1s figure is no reference for 3w2s
     with pytest.raises(FlagError, match="--inner_steps=5: protonet adapts nothing per episode"):
         evaluate_workdir(types.SimpleNamespace(**{**vars(flags), "inner_steps": 5}), save=False)
     val = describe(config, split="val", checkpoint="best", step=2, result={"accuracy": 0.5})
