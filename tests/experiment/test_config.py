@@ -72,6 +72,8 @@ def test_bad_choice_is_named_before_anything_runs(key, value):
      r"only \('finetune',\) read it and protonet would ignore it: leave the default 0.0"),
     ({"dataset": "clinc150", "method": "setfit", "text.logit_scale": 30.0}, "text.logit_scale", "setfit would ignore"),
     ({"dataset": "clinc150", "method": "protonet", "augment.affine": True}, "augment.affine", "is for images"),
+    ({"within_alphabet": True}, "within_alphabet", "split='vinyals' tests on rotated characters"),
+    ({"dataset": "clinc150", "method": "protonet", "text.max_length": 1000}, "text.max_length", r"in \[2, 512\]"),
 ])
 def test_a_key_the_run_would_ignore_or_cannot_honour_is_named(changes, key, fix):
     config = base_config()
