@@ -134,7 +134,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.decay_every = 2000
     c.optim.decay_rate = 0.5
     c.optim.grad_clip = 0.0  # global-norm clipping; 0 = off
-    c.ema_decay = 0.0  # > 0 keeps an exponential moving average of the params, evaluated alongside
+    c.ema_decay = 0.0  # > 0 keeps a moving average of the params, validated alongside (val_ema_*); the best
+    # checkpoint and the final test use the raw params: evaluate.py --ema tests the average
     c.text = text_config()  # used when dataset is one of TEXT_DATASETS
     return c
 
