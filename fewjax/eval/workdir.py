@@ -50,7 +50,7 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
     with in_flag_terms(typed, sampler=False):
         run = load(f.workdir, f.checkpoint, overrides=overrides, ema=f.ema)
     config = run.config
-    check_text_flags(f, overrides, config)
+    check_text_flags(f, config)
     if "eval_inner_steps" in overrides and run.method.adapt is None:
         raise FlagError(f"--inner_steps={f.inner_steps}: {config.method} adapts nothing per episode (it has no inner "
                         "loop), so inner steps would change nothing; drop --inner_steps.")
@@ -117,11 +117,10 @@ def in_flag_terms(typed: dict[str, str], *, sampler: bool):
         raise FlagError(message) from e
 
 
-def check_text_flags(f, overrides: dict, config) -> None:
+def check_text_flags(f, config) -> None:
     """--max_length, --text_column and --label_column must change something: a text checkpoint's length, and the
     columns of a --data file."""
-    given = [OVERRIDES[k] for k in ("text.max_length", "text.text_column", "text.label_column") if k in overrides
-             and (k != "text.max_length" or getattr(f, "max_length", None) is not None)]
+    given = [flag for flag in ("max_length", "text_column", "label_column") if getattr(f, flag, None) is not None]
     if config.dataset not in TEXT_DATASETS and given:
         raise FlagError(f"--{given[0]} is for text checkpoints; this one is an image model (dataset "
                         f"{config.dataset!r}): drop it.")

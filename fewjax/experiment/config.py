@@ -355,10 +355,6 @@ def validate(c: ml_collections.ConfigDict) -> None:
          f"Lake's test draws from the evaluation alphabets, unrotated, of a run trained with split=lake; split="
          f"{c.split!r} tests on rotated characters (and may train on evaluation alphabets): use split=lake, or "
          "within_alphabet=False")
-    if c.dataset in TEXT_DATASETS:
-        need(c.text.max_length == 0 or 2 <= c.text.max_length <= 512, "text.max_length", c.text.max_length,
-             "tokens per text, in [2, 512] (BERT's positions), or 0 to fit the data")
-        need(c.text.logit_scale > 0, "text.logit_scale", c.text.logit_scale, "must be > 0")
     need(c.model.name in MODELS, "model.name", c.model.name, f"choose one of {MODELS}")
     need(c.model.hidden >= 1, "model.hidden", c.model.hidden, "must be >= 1")
     need(c.model.norm in NORMS, "model.norm", c.model.norm, f"choose one of {NORMS}")
@@ -384,6 +380,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
          f"{c.method} does not read it (its inner loop, if it has one, is plain SGD); only {adapting} take Adam "
          "here: leave sgd")
     if c.dataset in TEXT_DATASETS:
+        need(c.text.max_length == 0 or 2 <= c.text.max_length <= 512, "text.max_length", c.text.max_length,
+             "tokens per text, in [2, 512] (BERT's positions), or 0 to fit the data")
+        need(c.text.logit_scale > 0, "text.logit_scale", c.text.logit_scale, "must be > 0")
         defaults = text_config()
         for key, readers in TEXT_KEY_METHODS.items():
             need(c.text[key] == defaults[key] or c.method in readers, f"text.{key}", c.text[key],

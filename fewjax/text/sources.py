@@ -108,12 +108,12 @@ def _texts_source(texts, labels, names, tok: Tokenizer, *, max_length, buckets, 
     test episodes the same shape, so one compiled step serves them all. `warn_cut`: warn when texts are longer
     than the length (a user's file; the built-in data sets document their cut).
     """
-    lengths = tok.token_lengths(texts)
+    lengths = tok.token_lengths(texts) if warn_cut or (max_length is None and all_texts is None) else None
     if max_length is None:
         longest = tok.token_lengths(all_texts).max() if all_texts is not None else lengths.max()
         max_length = bucket_length(int(longest), buckets)
-    cut = int((lengths > max_length).sum())
-    if warn_cut and cut:
+    cut = int((lengths > max_length).sum()) if warn_cut else 0
+    if cut:
         warnings.warn(f"{cut} of {len(texts)} texts are longer than {max_length} tokens and keep only their first "
                       f"{max_length} (the longest has {int(lengths.max())}); a longer max_length (evaluate.py "
                       "--max_length, config.text.max_length; 0 fits the data up to 512) keeps them whole.",
