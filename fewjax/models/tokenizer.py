@@ -89,9 +89,16 @@ class Tokenizer:
         """Number of tokens of each text, special tokens included, without truncation."""
         return np.array([len(e.ids) for e in self.raw.encode_batch(list(texts))], dtype=np.int64)
 
-    def add_special_tokens(self, tokens: Sequence[str]) -> None:
-        """Make `tokens` single, never-split tokens (ids reused if already in the vocabulary)."""
-        self.raw.add_special_tokens(list(tokens))
+    def with_special_tokens(self, tokens: Sequence[str]) -> "Tokenizer":
+        """A copy in which `tokens` are single, never-split tokens (ids reused if already in the vocabulary).
+
+        `self` is left as it is: a tokenizer shared with other datasets (a cached model's) keeps splitting them.
+        """
+        from tokenizers import Tokenizer as RawTokenizer
+
+        raw = RawTokenizer.from_str(self.raw.to_str())
+        raw.add_special_tokens(list(tokens))
+        return type(self)(raw, pad_token=self.pad_token)
 
     def __call__(
         self,

@@ -227,7 +227,7 @@ def fewrel(
     `markers="text"` inserts `[E1] ... [/E1]`, `[E2] ... [/E2]` as ordinary text
     (a few word pieces each; a frozen encoder reads them as brackets);
     `markers="unused"` uses the BERT vocabulary's `[unused0]`..`[unused3]` as
-    single tokens (registered on `tokenizer` as special tokens: better for
+    single tokens (special tokens of a copy of `tokenizer`, which stays as given: better for
     fine-tuning, meaningless to a frozen encoder); or pass four strings.
     """
     tok = as_tokenizer(tokenizer)
@@ -238,7 +238,7 @@ def fewrel(
         absent = [m for m in markers if tok.raw.token_to_id(m) is None]
         if absent:
             raise ValueError(f"markers='unused' needs {absent} in the vocabulary; use markers='text'.")
-        tok.add_special_tokens(markers)
+        tok = tok.with_special_tokens(markers)
     elif isinstance(markers, str):
         raise ValueError(f"markers={markers!r} is not 'text', 'unused' or four strings.")
     texts, labels, names = fewrel_texts(split, data_dir=data_dir, seed=seed, sizes=sizes, markers=markers)

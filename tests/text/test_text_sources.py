@@ -56,11 +56,12 @@ def test_fewrel_markers_and_split(tok):
         sources.fewrel_texts("val", data_dir=DATA)
     assert sources.mark_entities(["a", "b", "c"], [0, 1], [2]) == "[E1] a b [/E1] [E2] c [/E2]"
     assert sources.mark_entities(["a", "b"], [0, 1], [1]) == "[E1] a [E2] b [/E2] [/E1]"
-    unused = Tokenizer.from_file(MODEL)
-    src = sources.fewrel("test", tokenizer=unused, data_dir=DATA, markers="unused")
+    before = tok(["[unused0] x"])[0].tolist()
+    src = sources.fewrel("test", tokenizer=tok, data_dir=DATA, markers="unused")
     ex = src.class_examples(0)
     assert src.example_shape == (96,)  # the longest of all 16 relations needs 80 tokens
     assert all(((row >= 1) & (row <= 4)).sum() == 4 for row in ex[:50])  # one id each for the 4 markers
+    assert tok(["[unused0] x"])[0].tolist() == before and 1 not in before  # the tokenizer given is not changed
 
 
 def test_text_file_csv_and_jsonl(tmp_path, tok):
