@@ -58,7 +58,7 @@ def build(config) -> Method:
         metrics.pop("query_losses")  # per step: the trainer logs scalars; `loss` is their weighted sum
         return loss, metrics
 
-    def meta_grad(params, tasks, step):
+    def meta_grad(params, tasks, step, first_task=0):
         weights = step_weights(step, config)
         first = mean_gradient(functools.partial(kernel, first_order=True, weights=weights), chunk)
         second = mean_gradient(functools.partial(kernel, first_order=False, weights=weights), chunk)

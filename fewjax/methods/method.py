@@ -18,8 +18,10 @@ class Method(NamedTuple):
     name: str
     model: nn.Module
     init: Callable  # (rng, example_x) -> params
-    meta_grad: Callable  # (params, tasks, step) -> (grads, metrics): tasks have a leading task axis; step, the
-    # training step (traced int), for methods whose objective follows a schedule (MAML++); the others ignore it
+    meta_grad: Callable  # (params, tasks, step, first_task=0) -> (grads, metrics): tasks have a leading task axis;
+    # step, the training step (traced int), for methods whose objective follows a schedule (MAML++); first_task, the
+    # place of tasks[0] in the step's meta-batch (traced int), for methods that draw randomness per task (Reptile's
+    # mini-batches), so that any split of a meta-batch (devices, one task at a time) draws what the whole one does
     evaluate: Callable  # (params, tasks) -> per-task metrics {name: [B]}, incl. "accuracy" (or "loss")
     predict: Callable  # (params, support: Batch, query_x) -> scores [n_query, ways] of one episode (argmax: class)
     embed: Callable | None = None  # (params, x) -> features [n, d]: metric methods
@@ -51,9 +53,9 @@ def task_chunk_size(config) -> int | None:
 
 
 def mean_gradient(kernel, chunk_size=None):
-    """`(params, tasks, step) -> (mean gradient, mean metrics)` of a per-task `kernel`, `chunk_size` tasks at a
-    time (`step` is not used)."""
-    def meta_grad(params, tasks, step=None):
+    """`(params, tasks, step, first_task) -> (mean gradient, mean metrics)` of a per-task `kernel`, `chunk_size`
+    tasks at a time (`step` and `first_task` are not used)."""
+    def meta_grad(params, tasks, step=None, first_task=0):
         n = jax.tree.leaves(tasks)[0].shape[0]
         value_and_grad = fewjax.over_tasks_value_and_grad(kernel, chunk_size=_divisor(chunk_size, n))
         (_, metrics), grads = value_and_grad(params, tasks)
@@ -82,7 +84,7 @@ def one_task_at_a_time(kernel):
 
 
 def no_meta_gradient(name: str):
-    def meta_grad(params, tasks, step=None):
+    def meta_grad(params, tasks, step=None, first_task=0):
         raise ValueError(f"config.method={name!r} has no meta-gradient: set --config.total_steps=0.")
 
     return meta_grad

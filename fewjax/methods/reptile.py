@@ -1,7 +1,8 @@
 """Reptile (Nichol et al. 2018): the meta-gradient is the difference between the weights and their adaptation.
 
 With `config.inner_batch_size` the inner steps take mini-batches (Nichol et al.'s `--inner-batch`), drawn with a key
-folded from `config.seed`, the training step and the task's place in the meta-batch: a resumed run draws the same.
+folded from `config.seed`, the training step and the task's place in the meta-batch (`first_task` + its index): a
+resumed run draws the same, and so does a meta-batch split over devices or taken one task at a time.
 
 With `config.inner_state="carried"` the inner optimizer's state runs on from task to task, as in Nichol et al.'s
 code, whose inner Adam is never reset: its second-moment estimate is a long average over every task seen, so
@@ -62,13 +63,14 @@ def build(config) -> Method:
 
     reptile = fewjax.over_tasks(task_grad, chunk_size=chunk)
 
-    def meta_grad(params, tasks, step=None):
+    def meta_grad(params, tasks, step=None, first_task=0):
         if config.inner_batch_size and step is None:
             raise ValueError("reptile with config.inner_batch_size draws its mini-batches from the training step: "
                              "call meta_grad(params, tasks, step).")
         n = jax.tree.leaves(tasks)[0].shape[0]
-        keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0 if step is None else step), n)
-        return reptile(params, (tasks, keys))
+        step_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0 if step is None else step)
+        keys = jax.random.split(step_key, max(n, config.meta_batch_size))  # one per task of the whole meta-batch
+        return reptile(params, (tasks, jnp.take(keys, first_task + jnp.arange(n), axis=0)))
 
     def transductive_test(params, task):
         loss, metrics = loss_fn(adapt(params, task.support), task.query)

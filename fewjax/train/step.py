@@ -105,12 +105,9 @@ def mean_meta_grad(method, *, meta_batch_size: int, sampler=None, task_sharding:
     mesh, axes, spec, local_size = split_tasks(task_sharding, meta_batch_size)
 
     def local(params, data, step):
-        if sampler is None:
-            tasks = data
-        else:
-            first = jax.lax.axis_index(axes) * local_size
-            tasks = sampler.device_sample(data, step, first + jnp.arange(local_size))
-        return jax.lax.pmean(method.meta_grad(params, tasks, step), axes)
+        first = jax.lax.axis_index(axes) * local_size
+        tasks = data if sampler is None else sampler.device_sample(data, step, first + jnp.arange(local_size))
+        return jax.lax.pmean(method.meta_grad(params, tasks, step, first_task=first), axes)
 
     data_spec = PartitionSpec() if sampler is not None else spec
     return per_device(local, mesh, in_specs=(PartitionSpec(), data_spec, PartitionSpec()), out_specs=PartitionSpec())
@@ -147,7 +144,7 @@ def adaptive_meta_grad(method, task_sampling: AdaptiveSampling, *, meta_batch_si
     def local(params, data, step, sampling):
         first = jax.lax.axis_index(axes) * local_size
         tasks, classes, extra = draw(data, step, sampling, first + jnp.arange(local_size))
-        grads, metrics = per_task(params, tasks, step)
+        grads, metrics = per_task(params, tasks, step, first)
         sampling = task_sampling.update(sampling, classes, metrics["loss"], axis_name=axes)
         grads, metrics = jax.lax.pmean((grads, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)), axes)
         return grads, {**metrics, **extra}, sampling
@@ -168,7 +165,8 @@ def split_tasks(task_sharding: NamedSharding, meta_batch_size: int):
 
 
 def per_task_meta_grad(method, *, task_loop: str = "vmap"):
-    """`(params, tasks, step) -> (mean gradient, metrics [B])`: `method.meta_grad` of each task alone.
+    """`(params, tasks, step, first_task=0) -> (mean gradient, metrics [B])`: `method.meta_grad` of each task alone
+    (told its place in the meta-batch, `first_task` + its index, so that it draws what the whole batch draws for it).
 
     The mean gradient is the meta-batch's (to float rounding: the tasks' gradients are summed in another order);
     the metrics keep one value per task, e.g. each task's own `loss`, which `method.meta_grad` averages away.
@@ -179,15 +177,19 @@ def per_task_meta_grad(method, *, task_loop: str = "vmap"):
         raise ValueError(f"task_loop={task_loop!r}: choose vmap or scan (resolve 'auto' with "
                          "fewjax.methods.resolve_platform).")
 
-    def per_task(params, tasks, step):
-        one = lambda task: method.meta_grad(params, jax.tree.map(lambda x: x[None], task), step)  # noqa: E731
+    def per_task(params, tasks, step, first_task=0):
+        def one(task_and_index):
+            task, index = task_and_index
+            return method.meta_grad(params, jax.tree.map(lambda x: x[None], task), step, first_task=index)
+
         size = jax.tree.leaves(tasks)[0].shape[0]
+        indexed = (tasks, first_task + jnp.arange(size))
         if task_loop == "vmap":
-            grads, metrics = jax.vmap(one)(tasks)
+            grads, metrics = jax.vmap(one)(indexed)
             return jax.tree.map(lambda g: jnp.mean(g, axis=0), grads), metrics
-        first = jax.eval_shape(one, jax.tree.map(lambda x: x[0], tasks))[0]
+        shapes = jax.eval_shape(one, jax.tree.map(lambda x: x[0], indexed))[0]
         total, metrics = jax.lax.scan(lambda acc, task: _add_grads(acc, one(task)),
-                                      jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), first), tasks)
+                                      jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes), indexed)
         return jax.tree.map(lambda g: g / jnp.asarray(size, g.dtype), total), metrics
 
     return per_task

@@ -34,11 +34,14 @@ def final_state(workdir, config):
 
 
 PROTONET_AND_MAML = ["protonet", pytest.param("maml", marks=pytest.mark.slow)]  # CPU: tasks vmapped / scanned
+REPTILE_MINIBATCHES = {"inner_steps": 3, "inner_batch_size": 3, "inner_optimizer": "adam", "inner_lr": 1e-3}
 
 
-@pytest.mark.parametrize("method", PROTONET_AND_MAML)
-def test_per_task_meta_grad_equals_the_methods_mean_gradient(method, image_root):
-    config = resolve_platform(tiny_config(image_root, method, meta_batch_size=4))
+@pytest.mark.parametrize("method, overrides", [
+    ("protonet", {}), pytest.param("maml", {}, marks=pytest.mark.slow),
+    pytest.param("reptile", REPTILE_MINIBATCHES, id="reptile-minibatches")])  # each task its own mini-batch key
+def test_per_task_meta_grad_equals_the_methods_mean_gradient(method, overrides, image_root):
+    config = resolve_platform(tiny_config(image_root, method, meta_batch_size=4, **overrides))
     built, sampler = build_method(config), make_sampler(config, "train", seed=0)
     tasks = sampler.sample_batch(3, 4)
     params = built.init(jax.random.key(0), tasks.support.x[0])

@@ -34,6 +34,8 @@ def multi_config(image_root, method, **overrides):
     """A meta-batch of 8 (one task per fake device) and evaluation batches of 5, which do not divide 8."""
     base = dict(meta_batch_size=8, total_steps=4, log_every=2, eval_every=2, checkpoint_every=2, val_episodes=6,
                 test_episodes=10, eval_batch_size=5)
+    if method == "reptile":  # inner mini-batches: each task's key comes from its place in the whole meta-batch
+        base.update(inner_batch_size=5, inner_steps=2)
     if method in ("maml", "reptile"):
         return sinusoid_config(method=method, **{**base, **overrides})
     config = tiny_config(image_root, method, **{**base, **overrides})
