@@ -186,6 +186,8 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
                  "printed above. Fix it and run the same command again (a run cut by a time limit or a signal is "
                  "evaluated with --partial; a failed one never is).")
     finished = code == 0 and (workdir / "eval_test.json").exists()  # train.py ended (schedule or early stop)
+    if code in STOPPED_BY_SIGNAL and latest_step(workdir) >= _saved_config(workdir)["total_steps"]:
+        finished = True  # the schedule was trained; the signal cut only train.py's own final test
     if not finished and not partial:
         sys.exit(f"training stopped (exit code {code}) before the run finished; run the same command to resume, or "
                  "add --partial to evaluate the checkpoints it has")
@@ -207,6 +209,8 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
             sys.exit(f"evaluate.py failed on {name} {setting} (exit code {done.returncode}):\n{done.stderr[-3000:]}")
         record = json.loads(done.stdout.strip().splitlines()[-1])
         published_steps = PUBLISHED_STEPS.get(record["method"])
+        if record["method"] == "reptile" and _saved_config(workdir)["ways"] == 20:
+            published_steps *= 2  # Nichol et al. train 20-way for 200,000 meta-steps
         record.update(run=name, setting=setting.removesuffix(NON_TRANSDUCTIVE), train_args=train_args, train_wall_seconds=round(train_seconds, 1),
                       segments=len(segments), train_load_average=round(load, 2), trained_steps=trained,
                       schedule_fraction=round(trained / published_steps, 3) if published_steps else None,
@@ -249,8 +253,9 @@ def check_settings(train_args: list[str], evals: list[str]) -> None:
                      "drop it from --eval.")
 
 
-STOPPED_BY_SIGNAL = (128 + signal.SIGTERM, 128 + signal.SIGINT)
-"""train.py's exit codes when a time limit or a signal stopped it after saving a checkpoint (fewjax.cli.train)."""
+STOPPED_BY_SIGNAL = (128 + signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGTERM, -signal.SIGINT)
+"""train.py's exit codes when a time limit or a signal stopped it: after saving a checkpoint (fewjax.cli.train), or
+killed by the signal itself (its final test, after the training loop, keeps the default handler)."""
 
 
 def _last_exit_code(workdir: Path) -> int:
@@ -294,7 +299,8 @@ def append_record(path: Path, record: dict) -> None:
 def _trained(r: dict) -> tuple[int, str]:
     steps = r.get("trained_steps", r["step"])
     published = PUBLISHED_STEPS.get(r["method"])
-    return steps, f"{steps:,} ({100 * steps / published:.1f}%)" if published else f"{steps:,}"
+    fraction = r.get("schedule_fraction") or (steps / published if published else None)  # 20-way Reptile: its own
+    return steps, f"{steps:,} ({100 * fraction:.1f}%)" if fraction else f"{steps:,}"
 
 
 def _wall(r: dict) -> str:

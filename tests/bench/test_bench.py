@@ -1,5 +1,6 @@
 """Benchmark scripts: argument errors, the ratio table, and one tiny end-to-end step (slow)."""
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -144,10 +145,15 @@ def test_reproduce_records_finished_and_partial_runs(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="--partial"):
         reproduce.run("sin", args, [], train=False)
     reproduce.run("sin", args, [], train=False, partial=True, episodes=6, queries=3)
-    first, second = [json.loads(line) for line in (tmp_path / "reproduction.jsonl").read_text().splitlines()]
+    with open(tmp_path / "runs" / "sin" / "segments.jsonl", "a") as f:  # a time limit killed train.py's final test
+        f.write(json.dumps({"from_step": 4, "to_step": 4, "seconds": 1.0, "load_average_15min": 1.0,
+                            "exit_code": -signal.SIGTERM}) + "\n")
+    reproduce.run("sin", args, [], train=False, episodes=6)  # the schedule was trained: not partial
+    first, second, third = [json.loads(line) for line in (tmp_path / "reproduction.jsonl").read_text().splitlines()]
     assert first["trained_steps"] == second["trained_steps"] == 4 and first["setting"] == "1w5s"
     assert first["partial"] is False and second["partial"] is True and first["segments"] == 1
     assert (first["episodes"], second["episodes"], second["queries"]) == (600, 6, 3)
+    assert third["partial"] is False and third["segments"] == 2
 
 
 def test_mamlpp_ablation_scales_the_schedule_and_tables_against_maml(tmp_path):
@@ -347,7 +353,6 @@ def test_reptile_inner_state_runs_both_variants_and_records_them(image_root, tmp
 
 def test_stopping_reproduce_stops_train_py_and_still_records_the_segment(tmp_path, monkeypatch):
     import os
-    import signal
 
     from bench import reproduce
 
