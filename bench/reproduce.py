@@ -71,6 +71,13 @@ PUBLISHED_STEPS = {"maml": 60000, "fomaml": 60000, "reptile": 100000, "protonet"
 episodes; Reptile: 100k meta-iterations; MAML: 60k; matching networks: as ProtoNet, stopped on validation)."""
 
 
+def published_steps(method: str, ways: int) -> int | None:
+    """The published schedule of `method` trained on `ways`-way episodes: Nichol et al. train 20-way Reptile for
+    200,000 meta-steps, twice their 5-way schedule."""
+    steps = PUBLISHED_STEPS.get(method)
+    return 2 * steps if method == "reptile" and ways == 20 else steps
+
+
 def commit() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results",
@@ -185,8 +192,13 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
         sys.exit(f"{name}: train.py failed (exit code {code}), so nothing was evaluated or recorded; its error is "
                  "printed above. Fix it and run the same command again (a run cut by a time limit or a signal is "
                  "evaluated with --partial; a failed one never is).")
+    trained = latest_step(workdir)
+    if not trained:
+        sys.exit(f"{name}: train.py was stopped (exit code {code}) before its first checkpoint; run the same command "
+                 "again to train it")
+    config = _saved_config(workdir)
     finished = code == 0 and (workdir / "eval_test.json").exists()  # train.py ended (schedule or early stop)
-    if code in STOPPED_BY_SIGNAL and latest_step(workdir) >= _saved_config(workdir)["total_steps"]:
+    if code in STOPPED_BY_SIGNAL and trained >= config["total_steps"]:
         finished = True  # the schedule was trained; the signal cut only train.py's own final test
     if not finished and not partial:
         sys.exit(f"training stopped (exit code {code}) before the run finished; run the same command to resume, or "
@@ -195,9 +207,8 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
     train_seconds = sum(s["seconds"] for s in segments)
     load = sum(s["load_average_15min"] * s["seconds"] for s in segments) / max(train_seconds, 1e-9)
     if not evals:
-        config = _saved_config(workdir)
         evals = [f"{config['test_ways']}w{config['test_shots']}s"]
-    trained = latest_step(workdir)
+    schedule = published_steps(config["method"], config["ways"])
     for setting in evals:
         ways, shots, transductive = parse_setting(setting)
         extra = [] if transductive else ["--notransductive"]
@@ -208,12 +219,9 @@ def run(name: str, train_args: list[str], evals: list[str], *, time_limit: float
         if done.returncode:
             sys.exit(f"evaluate.py failed on {name} {setting} (exit code {done.returncode}):\n{done.stderr[-3000:]}")
         record = json.loads(done.stdout.strip().splitlines()[-1])
-        published_steps = PUBLISHED_STEPS.get(record["method"])
-        if record["method"] == "reptile" and _saved_config(workdir)["ways"] == 20:
-            published_steps *= 2  # Nichol et al. train 20-way for 200,000 meta-steps
         record.update(run=name, setting=setting.removesuffix(NON_TRANSDUCTIVE), train_args=train_args, train_wall_seconds=round(train_seconds, 1),
                       segments=len(segments), train_load_average=round(load, 2), trained_steps=trained,
-                      schedule_fraction=round(trained / published_steps, 3) if published_steps else None,
+                      schedule_fraction=round(trained / schedule, 3) if schedule else None,
                       partial=not finished, hardware=hardware(), load_average=os.getloadavg()[0],
                       python=platform.python_version(), commit=commit())
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

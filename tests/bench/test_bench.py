@@ -199,6 +199,19 @@ def test_a_run_stopped_by_a_signal_counts_as_partial_even_after_evaluate_wrote_e
     assert reproduce._last_exit_code(tmp_path) == 143
 
 
+def test_reproduce_asks_to_train_again_when_a_signal_stopped_train_py_before_its_first_checkpoint(tmp_path, monkeypatch):
+    from bench import reproduce
+
+    monkeypatch.setattr(reproduce, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "reproduction.jsonl")
+    workdir = tmp_path / "runs" / "early"
+    workdir.mkdir(parents=True)
+    (workdir / "segments.jsonl").write_text(json.dumps({"from_step": 0, "to_step": 0, "exit_code": -signal.SIGTERM}))
+    with pytest.raises(SystemExit, match="before its first checkpoint; run the same command"):
+        reproduce.run("early", [], ["5w1s"], train=False, partial=True)
+    assert reproduce.published_steps("reptile", 20) == 200000 and reproduce.published_steps("reptile", 5) == 100000
+
+
 @pytest.mark.parametrize("exit_code", [1, 2])
 def test_reproduce_never_evaluates_a_run_whose_training_failed_even_with_partial(tmp_path, monkeypatch, exit_code):
     from bench import reproduce
