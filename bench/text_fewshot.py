@@ -21,14 +21,22 @@ FOMAML uses --fomaml_inner_steps inner steps). Every row goes to bench/results/t
 (with the 1-minute load average, since the machine is shared); at the end a markdown table is printed with each
 meta-trained method's accuracy difference from the frozen baseline of the same setting (unseen test classes,
 the same seeded test episodes).
+
+Long columns (600 SetFit episodes of 5-shot FewRel take hours on a CPU) can be run in pieces: each method and
+setting runs in its own workdir under --workdirs, and its test keeps the per-episode scores in --progress_dir
+(`config.test_resume_file`, `fewjax.evaluate`'s resume_file) after every batch of --eval_batch_size episodes. A run
+stopped by a signal or a session's end continues from the last scored batch when the same command runs again, even
+in a new checkout (the scores are kept under the parameters' content, and training is deterministic); the record
+gives the episodes read back (resumed_episodes) and the test's seconds summed over the pieces. The workdir is
+removed once its record is written (--keep_workdirs keeps it).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -83,14 +91,23 @@ def run_one(method: str, preset: str, args) -> dict:
     cross = method.endswith(CROSS)
     if cross:  # train_and_evaluate's own test (in-domain) is not the figure: keep it short
         c.test_episodes = c.eval_batch_size
-    with tempfile.TemporaryDirectory() as workdir:
-        start = time.perf_counter()
-        record = train_and_evaluate(c, workdir, progress=True)  # bars on stderr: a column takes an hour
-        train_seconds = time.perf_counter() - start - record["seconds"] - record.get("features_seconds", 0)
-        if cross:
-            record = evaluate_workdir(SimpleNamespace(
-                workdir=workdir, checkpoint="best", split="test", episodes=args.episodes,
-                batch_size=c.eval_batch_size, dataset="fewrel", max_length=None, data=None, ema=False), save=False)
+    name = f"{method}_{preset}_{steps}steps_{args.episodes}x{args.test_queries}"
+    workdir = Path(args.workdirs) / name
+    if not cross:  # the scores so far outlive the workdir: a later session continues them
+        Path(args.progress_dir).mkdir(parents=True, exist_ok=True)
+        c.test_resume_file = str(Path(args.progress_dir) / f"{name}.npz")
+    start = time.perf_counter()
+    record = train_and_evaluate(c, workdir, progress=True)  # bars on stderr: a column takes an hour
+    train_seconds = (time.perf_counter() - start - (record["seconds"] - record["resumed_seconds"])
+                     - record.get("features_seconds", 0))
+    resumed = record["resumed_episodes"]
+    if cross:
+        record = evaluate_workdir(SimpleNamespace(
+            workdir=workdir, checkpoint="best", split="test", episodes=args.episodes,
+            batch_size=c.eval_batch_size, dataset="fewrel", max_length=None, data=None, ema=False), save=False)
+        resumed = record["resumed_episodes"]
+    if not args.keep_workdirs:
+        shutil.rmtree(workdir)
     return {"bench": "text_fewshot", "method": method, "dataset": c.dataset + (CROSS if cross else ""),
             "setting": preset.split("_")[1],
             "accuracy": record["accuracy"], "ci95": record["ci95"], "episodes": record["episodes"],
@@ -100,7 +117,7 @@ def run_one(method: str, preset: str, args) -> dict:
             "eval_inner_steps": c.eval_inner_steps if base in ("anil", "fomaml", "finetune", "setfit",
                                                                  "setfit_meta", "prompt", "prompt_random",
                                                                  "prompt_meta") else None,
-            "train_seconds": round(train_seconds, 1),
+            "train_seconds": round(train_seconds, 1), "resumed_episodes": resumed,
             "eval_seconds": round(record["seconds"] + record.get("features_seconds", 0), 1),
             "model": Path(args.model).name, "max_length": record["max_length"],
             "backend": jax.default_backend(),
@@ -172,6 +189,15 @@ def main():
     p.add_argument("--eval_batch_size", type=int, default=10)
     p.add_argument("--support_filter", type=float, default=0.95, help="frozen_filter's text.support_filter")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "text_fewshot.jsonl"))
+    p.add_argument("--workdirs", default=str(ROOT / "runs" / "text_fewshot"),
+                   help="each method and setting trains and tests in WORKDIRS/<method>_<setting>_...; a run cut short "
+                   "(a signal, a session's end) continues there when the same command runs again, its test from the "
+                   "last scored batch")
+    p.add_argument("--keep_workdirs", action="store_true", help="keep each workdir after its record is written")
+    p.add_argument("--progress_dir", default=str(ROOT / "bench" / "results" / "text_fewshot_progress"),
+                   help="each test's per-episode scores, kept as they are scored (config.test_resume_file): committed, "
+                   "they let a later session continue a column, and give paired comparisons of methods on the same "
+                   "episodes")
     args = p.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -235,14 +235,14 @@ class EpisodeSampler:
         """
         return self._host_batch(int(seed), 0, int(num_episodes))
 
-    def eval_batches(self, num_episodes: int, *, seed: int, batch_size: int) -> Iterator[Task]:
-        """`eval_set(num_episodes, seed=seed)` in consecutive chunks of `batch_size` episodes.
+    def eval_batches(self, num_episodes: int, *, seed: int, batch_size: int, start: int = 0) -> Iterator[Task]:
+        """`eval_set(num_episodes, seed=seed)` from episode `start` on, in consecutive chunks of `batch_size`.
 
-        The last chunk is smaller when `batch_size` does not divide `num_episodes`.
+        The last chunk is smaller when `batch_size` does not divide what is left.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
-        for start in range(0, int(num_episodes), batch_size):
+        if batch_size < 1 or start < 0:
+            raise ValueError(f"batch_size must be >= 1 and start >= 0; got {batch_size} and {start}.")
+        for start in range(int(start), int(num_episodes), batch_size):
             yield self._host_batch(int(seed), 0, range(start, min(start + batch_size, int(num_episodes))))
 
     def with_seed(self, seed: int) -> "EpisodeSampler":

@@ -21,8 +21,9 @@ class Sampler(Protocol):
     def sample_batch(self, step: int, task_indices: Any) -> Task:
         """Tasks `task_indices` (an int n: 0..n-1) of `step`, numpy, leading task axis."""
 
-    def eval_batches(self, num_episodes: int, *, seed: int, batch_size: int) -> Iterator[Task]:
-        """A fixed evaluation set of `num_episodes` tasks drawn from `seed` alone, in chunks of `batch_size`."""
+    def eval_batches(self, num_episodes: int, *, seed: int, batch_size: int, start: int = 0) -> Iterator[Task]:
+        """A fixed evaluation set of `num_episodes` tasks drawn from `seed` alone, in chunks of `batch_size`, from
+        episode `start` on (episode i is the same in a set of any size)."""
 
     def device_state(self, sharding=None) -> Any:
         """What `device_sample` needs on the device (the padded data, or the task family's ranges)."""

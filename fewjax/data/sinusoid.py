@@ -80,8 +80,8 @@ class SinusoidSampler:
     def eval_set(self, num_episodes: int, *, seed: int) -> Task:
         return self._host_batch(int(seed), 0, int(num_episodes))
 
-    def eval_batches(self, num_episodes: int, *, seed: int, batch_size: int) -> Iterator[Task]:
-        for start in range(0, int(num_episodes), batch_size):
+    def eval_batches(self, num_episodes: int, *, seed: int, batch_size: int, start: int = 0) -> Iterator[Task]:
+        for start in range(int(start), int(num_episodes), batch_size):
             yield self._host_batch(int(seed), 0, range(start, min(start + batch_size, int(num_episodes))))
 
     fits_on_device = True

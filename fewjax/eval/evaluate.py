@@ -8,6 +8,11 @@ smaller before anything runs, so a 20-way test does not hold thousands of images
 episodes, and so the result, do not depend on the batch size. The 95% confidence interval is
 `1.96 * std / sqrt(n)` with the sample standard deviation over episodes.
 
+A long evaluation (600 SetFit episodes of fine-tuning take hours on a CPU) can be stopped and continued: with
+`resume_file`, the per-episode values are written there after every batch, and a later call for the same
+evaluation (params, episodes, metric, `resume_key`) scores only the episodes that are missing. The result is the
+one an uninterrupted call returns.
+
 Example:
     >>> import functools, jax, numpy as np, fewjax
     >>> from fewjax.data import ArraySource, episodes
@@ -23,8 +28,13 @@ Example:
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
+import json
+import logging
+import os
 import time
+from pathlib import Path
 from typing import Callable
 
 import jax
@@ -33,6 +43,8 @@ from tqdm.auto import tqdm
 
 from fewjax.data.pipeline import prefetch
 from fewjax.placement import EVAL_MEMORY_MB, batch_sharding, fetch, map_per_device
+
+logger = logging.getLogger(__name__)
 
 VAL_SEED = 1_000_003
 """Seed of the validation episodes: fixed, and used by no training run."""
@@ -52,13 +64,15 @@ def evaluate(
     mesh=None,
     progress: bool = False,
     memory_mb: float = EVAL_MEMORY_MB,
+    resume_file: str | os.PathLike | None = None,
+    resume_key: str = "",
 ) -> dict:
     """Scores `params` on `num_episodes` seeded episodes of `sampler`.
 
     Args:
       eval_fn: `eval_fn(params, tasks) -> {name: [B] per-task values}` for tasks with a leading axis.
       params: passed to `eval_fn`.
-      sampler: an episode sampler with `eval_batches(num_episodes, seed=, batch_size=)`.
+      sampler: an episode sampler with `eval_batches(num_episodes, seed=, batch_size=, start=)`.
       num_episodes, batch_size, seed: the episode set and how many are evaluated per call.
       metric: the per-task value to summarise ("accuracy"; "loss" for regression).
       mesh: shard each batch's task axis over all devices of this mesh (batch_size is rounded up to a multiple
@@ -67,15 +81,56 @@ def evaluate(
       progress: show a progress bar.
       memory_mb: the most memory one batch's program may plan for, per device; `batch_size` is lowered (to
         the largest batch whose planned memory fits, at least one episode per device) when it needs more.
+      resume_file: keep the per-episode values in this file as they are scored, and start from the values it
+        holds when they are of this evaluation: the same params (by content), seed, metric and `resume_key` (a
+        file of more episodes serves a smaller num_episodes; of fewer, the rest are scored and added). A file of
+        another evaluation, or one that cannot be read, is started afresh and overwritten. Single-process runs
+        only: ignored when `jax.process_count() > 1`.
+      resume_key: whatever else decides the per-episode values (the method's test settings), as a string.
 
     Returns:
-      `{metric, "ci95", "std", "episodes", "seconds", "batch_size"}` (ci95 = 1.96 * std / sqrt(n); batch_size:
-      the episodes per call that ran, after the memory bound).
+      `{metric, "ci95", "std", "episodes", "seconds", "batch_size", "resumed_episodes", "resumed_seconds"}`
+      (ci95 = 1.96 * std / sqrt(n); seconds: summed over the calls that scored these episodes; batch_size: the
+      episodes per call that ran, after the memory bound; resumed_*: the values read from `resume_file` rather
+      than scored by this call, and the seconds earlier calls took to score them).
     """
     if num_episodes < 1 or batch_size < 1 or not memory_mb > 0:
         raise ValueError(f"evaluate: num_episodes={num_episodes}, batch_size={batch_size} and "
                          f"memory_mb={memory_mb} must be positive.")
     batch_size = min(batch_size, num_episodes)
+    resume = None
+    if resume_file is not None and jax.process_count() == 1:
+        resume = _Resume(Path(resume_file), _identity(params, seed, metric, resume_key))
+    done, earlier_seconds = resume.load() if resume else (np.zeros(0), 0.0)
+    done = done[:num_episodes]
+    start = time.perf_counter()
+
+    def save(new: list) -> None:
+        if resume:
+            resume.save(np.concatenate([done, *new]), earlier_seconds + time.perf_counter() - start)
+
+    new = []
+    if done.size < num_episodes:
+        new, batch_size = _score(eval_fn, params, sampler, num_episodes, batch_size, seed, metric, mesh,
+                                 memory_mb, progress, first_episode=done.size, after_batch=save)
+    v = np.concatenate([done, *new]).astype(np.float64)
+    std = float(v.std(ddof=1)) if v.size > 1 else 0.0
+    return {
+        metric: float(v.mean()),
+        "ci95": 1.96 * std / float(np.sqrt(v.size)),
+        "std": std,
+        "episodes": int(v.size),
+        "seconds": earlier_seconds + time.perf_counter() - start,
+        "batch_size": batch_size,
+        "resumed_episodes": int(done.size),
+        "resumed_seconds": earlier_seconds,
+    }
+
+
+def _score(eval_fn, params, sampler, num_episodes, batch_size, seed, metric, mesh, memory_mb, progress, *,
+           first_episode: int, after_batch: Callable) -> tuple[list, int]:
+    """Scores episodes `first_episode`, ..., `num_episodes - 1`: their values (a list of per-batch arrays, passed
+    to `after_batch` after every batch) and the batch size that ran."""
     devices = 1 if mesh is None else mesh.size
     scored = _metric_only(eval_fn, metric)
     if mesh is not None:
@@ -85,9 +140,9 @@ def evaluate(
     else:
         place = jax.device_put
         run = jax.jit(scored)  # compiled once per (scored, mesh) and shapes: `_compiled` keeps the program
-    start = time.perf_counter()
     while True:
-        chunks = (_pad(t, batch_size) for t in sampler.eval_batches(num_episodes, seed=seed, batch_size=batch_size))
+        chunks = (_pad(t, batch_size) for t in sampler.eval_batches(num_episodes, seed=seed, batch_size=batch_size,
+                                                                     start=first_episode))
         first = next(chunks)
         program = _compiled(run, (scored, mesh), params, place(first[0]))
         planned = _planned_mb(program)
@@ -98,20 +153,59 @@ def evaluate(
         batch_size = min(fits, per_device - 1) * devices
     values = []
     with prefetch(itertools.chain([first], chunks), size=2) as batches, \
-            tqdm(total=num_episodes, desc="evaluate", disable=not progress, unit="episode") as bar:
+            tqdm(total=num_episodes, initial=first_episode, desc="evaluate", disable=not progress,
+                 unit="episode") as bar:
         for tasks, n in batches:
             values.append(fetch(program(params, place(tasks)))[:n])
             bar.update(n)
-    v = np.concatenate(values).astype(np.float64)
-    std = float(v.std(ddof=1)) if v.size > 1 else 0.0
-    return {
-        metric: float(v.mean()),
-        "ci95": 1.96 * std / float(np.sqrt(v.size)),
-        "std": std,
-        "episodes": int(v.size),
-        "seconds": time.perf_counter() - start,
-        "batch_size": batch_size,
-    }
+            after_batch(values)
+    return values, batch_size
+
+
+def _identity(params, seed: int, metric: str, key: str) -> str:
+    """What decides an evaluation's per-episode values, as one string: the params by content, and the rest.
+    Not the number of episodes: episode i of a seed is the same in a set of any size."""
+    digest = hashlib.sha256(str(jax.tree.structure(params)).encode())
+    for leaf in jax.tree.leaves(jax.device_get(params)):
+        a = np.ascontiguousarray(leaf)
+        digest.update(f"{a.shape}{a.dtype}".encode())
+        digest.update(a.tobytes())
+    return json.dumps({"params": digest.hexdigest(), "seed": int(seed), "metric": metric, "key": key},
+                      sort_keys=True)
+
+
+class _Resume:
+    """The per-episode values of one evaluation in an .npz file, rewritten whole (and atomically) after every
+    batch; a failed write is a warning, after which the evaluation goes on without saving."""
+
+    def __init__(self, path: Path, identity: str):
+        self.path, self.identity = path, identity
+
+    def load(self) -> tuple[np.ndarray, float]:
+        try:
+            with np.load(self.path) as f:
+                if str(f["identity"]) == self.identity:
+                    logger.info("evaluate: %d episodes read from %s", f["values"].size, self.path)
+                    return np.asarray(f["values"], np.float64), float(f["seconds"])
+            logger.info("evaluate: %s holds another evaluation; starting afresh", self.path)
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError) as e:
+            logger.warning("evaluate: cannot read %s (%s); starting afresh", self.path, e)
+        return np.zeros(0), 0.0
+
+    def save(self, values: np.ndarray, seconds: float) -> None:
+        if self.path is None:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, identity=np.array(self.identity), values=values, seconds=np.array(seconds))
+            os.replace(tmp, self.path)
+        except OSError as e:
+            logger.warning("evaluate: cannot write %s (%s); this evaluation will not be resumable", self.path,
+                           e.strerror or e)
+            self.path = None
 
 
 _PROGRAMS: dict = {}

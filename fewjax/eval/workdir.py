@@ -12,7 +12,7 @@ from fewjax.eval.evaluate import EVAL_MEMORY_MB, TEST_SEED, VAL_SEED, evaluate
 from fewjax.experiment.config import FlagError
 from fewjax.experiment.data import episodes_to_score, make_source
 from fewjax.experiment.load import load
-from fewjax.experiment.records import describe, write_json
+from fewjax.experiment.records import config_key, describe, write_json
 from fewjax.text.datasets import TEXT_DATASETS
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
     """Scores the checkpoint `f.checkpoint` of `f.workdir` (evaluate.py's flags, `fewjax.cli.evaluate`) and
     returns the record. With `save`, the record is also written to WORKDIR/eval_<split>.json (a warning if that
     fails: see `save_record`). Raises `FlagError` naming the flag when a flag value cannot work with this checkpoint.
+    An evaluation cut short continues where it stopped when the same command runs again (the scores so far are in
+    WORKDIR/eval_<split>_progress.npz).
     """
     overrides = {key: getattr(f, flag) for key, flag in OVERRIDES.items() if getattr(f, flag, None) is not None}
     typed = {key: f"--{OVERRIDES[key]}" for key in overrides}
@@ -71,8 +73,9 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
                             + (", or remove those classes from the file." if f.data else ".")) from e
     metric = "loss" if config.dataset == "sinusoid" and not f.data else "accuracy"
     result = evaluate(scoring.eval_fn, run.params, scoring.sampler, num_episodes=f.episodes, batch_size=f.batch_size,
-                      memory_mb=getattr(f, "memory_mb", EVAL_MEMORY_MB),
-                      seed=seed, metric=metric, progress=True)
+                      memory_mb=getattr(f, "memory_mb", EVAL_MEMORY_MB), seed=seed, metric=metric, progress=True,
+                      resume_file=Path(f.workdir) / f"eval_{f.split}_progress.npz",
+                      resume_key=f"{config_key(config)} data={f.data} invert={invert}")
     record = describe(config, split=f.split, checkpoint=run.checkpoint, step=run.step, result=result,
                       features_seconds=scoring.features_seconds)
     record["data"] = f.data or config.dataset

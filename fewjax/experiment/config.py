@@ -86,6 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.test_episodes = 600
     c.eval_batch_size = 50
     c.eval_memory_mb = EVAL_MEMORY_MB  # episodes per evaluation call are cut until one call's planned memory fits (per device)
+    c.test_resume_file = ""  # the final test's scores so far, so a cut test continues; "": WORKDIR/test_progress.npz
     c.published = ""  # the published result of this setting, printed and recorded beside the measured accuracy
     c.published_setting = ""  # "5w1s": the test ways and shots `published` is for (any other test setting drops it)
 

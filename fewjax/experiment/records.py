@@ -26,6 +26,20 @@ def describe(config, *, split, checkpoint, step, result, features_seconds=None) 
     }
 
 
+NOT_IN_TEST_VALUES = ("total_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
+                      "val_episodes", "test_episodes", "eval_batch_size", "eval_memory_mb", "early_stop_patience",
+                      "test_resume_file")
+"""Config keys that change no test episode's score (given the params): the schedule, how many episodes are
+evaluated per call, and where the scores are kept."""
+
+
+def config_key(config) -> str:
+    """The config as one canonical string, without `NOT_IN_TEST_VALUES`: an evaluation's `resume_key`
+    (`fewjax.evaluate`), so a test cut short continues only under the settings it began with."""
+    values = {k: v for k, v in config.to_dict().items() if k not in NOT_IN_TEST_VALUES}
+    return json.dumps(values, sort_keys=True, default=str)
+
+
 def published_result(config, split: str) -> str:
     """`config.published` when this evaluation is the setting it was published for: the test split at
     `config.published_setting`'s ways and shots, transductive, not within one alphabet; else ""."""

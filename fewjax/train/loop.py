@@ -29,7 +29,7 @@ from fewjax.data.task_sampling import adaptive_sampling
 from fewjax.eval.evaluate import TEST_SEED, VAL_SEED, evaluate
 from fewjax.experiment.config import base_config, validate
 from fewjax.experiment.data import episodes_to_score, make_sampler
-from fewjax.experiment.records import describe, flatten, write_json
+from fewjax.experiment.records import config_key, describe, flatten, write_json
 from fewjax.experiment.state import TrainState, init_state, outer_optimizer
 from fewjax.methods import build_method, resolve_platform
 from fewjax.placement import (batch_sharding, make_mesh, process_task_indices, replicated, shard_local_tasks,
@@ -42,10 +42,13 @@ from fewjax.train.step import make_train_step
 
 logger = logging.getLogger(__name__)
 
+TEST_PROGRESS = "test_progress.npz"
+"""The final test's per-episode scores so far, in the workdir (`fewjax.evaluate`'s resume_file)."""
+
 RUNTIME_KEYS = {"total_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "val_episodes",
                 "test_episodes", "test_queries", "eval_batch_size", "eval_memory_mb", "data_dir", "steps_per_call",
                 "fsdp", "early_stop_patience", "within_alphabet", "transductive", "task_loop", "model.conv_grad",
-                "published"}
+                "published", "test_resume_file"}
 """Keys a resumed run may change (schedule, evaluation, placement, and how the backend computes the same values);
 any other difference means the workdir belongs to another experiment. `total_steps` is one of them unless the
 learning rate decays over it (`optim.schedule` cosine or linear): there a longer run is another schedule."""
@@ -197,14 +200,16 @@ def _train_and_evaluate(config, workdir: Path, *, progress: bool) -> dict:
 
 
 def final_test(config, workdir, ckpts, state, method, mesh, metric, *, progress) -> dict:
-    """Evaluates the best (else latest) checkpoint on the test classes and writes `workdir/eval_test.json`."""
+    """Evaluates the best (else latest) checkpoint on the test classes and writes `workdir/eval_test.json`. A test
+    cut short (a signal, the end of a session) continues where it stopped when the same command runs again: the
+    episodes scored so far are kept in `config.test_resume_file` (by default `workdir/test_progress.npz`)."""
     which = "best" if ckpts.best_step() is not None else "latest"
     state, info = ckpts.restore(state, step=which)  # the loop always leaves at least one checkpoint
     scoring = episodes_to_score(method, state.params, config, "test", seed=TEST_SEED)
     result = evaluate(scoring.eval_fn, state.params, scoring.sampler, num_episodes=config.test_episodes,
                       batch_size=config.eval_batch_size, memory_mb=config.eval_memory_mb, seed=TEST_SEED,
-                      metric=metric,
-                      mesh=mesh if mesh.size > 1 else None, progress=progress)
+                      metric=metric, mesh=mesh if mesh.size > 1 else None, progress=progress,
+                      resume_file=config.test_resume_file or workdir / TEST_PROGRESS, resume_key=config_key(config))
     record = describe(config, split="test", checkpoint=which, step=info["step"], result=result,
                       features_seconds=scoring.features_seconds)
     write_json(workdir / "eval_test.json", record)

@@ -157,6 +157,12 @@ def test_eval_set_fixed_and_batches_match():
     chunks = list(sampler.eval_batches(5, seed=123, batch_size=2))
     assert [c.support.x.shape[0] for c in chunks] == [2, 2, 1]
     jax.tree.map(lambda full, *parts: np.testing.assert_array_equal(full, np.concatenate(parts)), a, *chunks)
+    # episode i is the same in a set of any size, and from any start: what a resumed evaluation relies on
+    tail = list(sampler.eval_batches(5, seed=123, batch_size=2, start=3))
+    assert [c.support.x.shape[0] for c in tail] == [2]
+    jax.tree.map(lambda full, part, head: (np.testing.assert_array_equal(full[3:], part),
+                                          np.testing.assert_array_equal(full[:3], head)),
+                 a, tail[0], sampler.eval_set(3, seed=123))
 
 
 def test_augment_applies_on_both_paths():

@@ -43,3 +43,10 @@ def test_device_path_jit_and_slices():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="shots must be"):
         sinusoid(shots=0, queries=5, seed=0)
+
+
+def test_evaluation_batches_from_a_start_are_the_tail_of_the_whole_set():
+    s = sinusoid(shots=5, queries=5, seed=0)
+    whole = jax.tree.map(lambda *a: np.concatenate(a), *s.eval_batches(7, seed=3, batch_size=3))
+    tail = jax.tree.map(lambda *a: np.concatenate(a), *s.eval_batches(7, seed=3, batch_size=2, start=4))
+    jax.tree.map(lambda w, t: np.testing.assert_array_equal(w[4:], t), whole, tail)

@@ -75,3 +75,75 @@ def test_batches_that_need_more_memory_than_allowed_are_made_smaller_with_the_sa
     m = eval_fn.lower(w, one).compile().memory_analysis()
     planned = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
     assert planned <= 2 * 2**20 or bounded["batch_size"] == 1
+
+
+class Cut(Exception):
+    pass
+
+
+class CutAfter:
+    """`sampler` whose evaluation stops with `Cut` after `batches` batches (what a signal does to a long test), and
+    which counts the episodes it hands out."""
+
+    def __init__(self, sampler, batches=None):
+        self.sampler, self.batches, self.episodes = sampler, batches, 0
+
+    def eval_batches(self, *args, **kwargs):
+        for i, tasks in enumerate(self.sampler.eval_batches(*args, **kwargs)):
+            if i == self.batches:
+                raise Cut
+            self.episodes += tasks.support.x.shape[0]
+            yield tasks
+
+
+def summary(result):
+    return {k: result[k] for k in ("accuracy", "loss", "ci95", "std", "episodes") if k in result}
+
+
+def test_an_evaluation_cut_short_continues_where_it_stopped_with_the_uninterrupted_result(sampler, tmp_path):
+    whole = fewjax.evaluate(scripted_eval, None, sampler, num_episodes=45, batch_size=10, seed=3)
+    file = tmp_path / "progress.npz"
+    with pytest.raises(Cut):
+        fewjax.evaluate(scripted_eval, None, CutAfter(sampler, batches=2), num_episodes=45, batch_size=10, seed=3,
+                        resume_file=file)
+    rest = CutAfter(sampler)
+    resumed = fewjax.evaluate(scripted_eval, None, rest, num_episodes=45, batch_size=10, seed=3, resume_file=file)
+    assert resumed["resumed_episodes"] == 20 and rest.episodes == 25
+    assert summary(resumed) == summary(whole)
+    done = CutAfter(sampler, batches=0)  # everything is in the file: nothing is sampled or scored
+    again = fewjax.evaluate(scripted_eval, None, done, num_episodes=45, batch_size=10, seed=3, resume_file=file)
+    assert again["resumed_episodes"] == 45 and summary(again) == summary(whole)
+
+
+def test_a_file_of_more_episodes_serves_fewer_and_one_of_fewer_is_extended(sampler, tmp_path):
+    file = tmp_path / "progress.npz"
+    first = fewjax.evaluate(scripted_eval, None, sampler, num_episodes=20, batch_size=10, seed=3, resume_file=file)
+    more = fewjax.evaluate(scripted_eval, None, sampler, num_episodes=45, batch_size=7, seed=3, resume_file=file)
+    fewer = fewjax.evaluate(scripted_eval, None, sampler, num_episodes=20, batch_size=7, seed=3, resume_file=file)
+    assert (more["resumed_episodes"], fewer["resumed_episodes"]) == (20, 20)
+    assert summary(more) == summary(fewjax.evaluate(scripted_eval, None, sampler, num_episodes=45, seed=3))
+    assert summary(fewer) == summary(first)
+
+
+@pytest.mark.parametrize("change", [{"params": np.ones(3, np.float32)}, {"seed": 4}, {"resume_key": "b"},
+                                    {"metric": "loss"}], ids=["params", "seed", "key", "metric"])
+def test_a_file_of_another_evaluation_is_started_afresh(change, sampler, tmp_path):
+    def eval_fn(params, tasks):
+        return {**scripted_eval(params, tasks), "loss": tasks.query.x[:, 0, 0]}
+
+    file = tmp_path / "progress.npz"
+    first = {"params": np.zeros(3, np.float32), "seed": 3, "resume_key": "a", "metric": "accuracy"}
+    fewjax.evaluate(eval_fn, sampler=sampler, num_episodes=20, resume_file=file, **first)
+    other = {**first, **change}
+    result = fewjax.evaluate(eval_fn, sampler=sampler, num_episodes=20, resume_file=file, **other)
+    fresh = fewjax.evaluate(eval_fn, sampler=sampler, num_episodes=20, **other)
+    assert result["resumed_episodes"] == 0 and summary(result) == summary(fresh)
+
+
+def test_an_unreadable_file_is_a_warning_and_a_fresh_start(sampler, tmp_path, caplog):
+    file = tmp_path / "progress.npz"
+    file.write_bytes(b"not an npz")
+    result = fewjax.evaluate(scripted_eval, None, sampler, num_episodes=20, seed=3, resume_file=file)
+    assert result["resumed_episodes"] == 0 and "cannot read" in caplog.text
+    assert fewjax.evaluate(scripted_eval, None, sampler, num_episodes=20, seed=3,
+                           resume_file=file)["resumed_episodes"] == 20

@@ -121,6 +121,20 @@ def test_resume_drops_the_rows_logged_after_the_restored_checkpoint(tmp_path):
     assert not list(tmp_path.glob(".metrics.jsonl.tmp-*"))
 
 
+def test_a_final_test_cut_short_continues_with_the_uninterrupted_result(tmp_path):
+    config = sinusoid_config(test_episodes=12, eval_batch_size=4)
+    whole = train_and_evaluate(config, tmp_path, progress=False)
+    progress = tmp_path / "test_progress.npz"
+    with np.load(progress) as f:  # what a signal after the first batch leaves
+        saved = dict(f)
+    np.savez(progress, **{**saved, "values": saved["values"][:4]})
+    resumed = train_and_evaluate(config, tmp_path, progress=False)
+    assert (whole["resumed_episodes"], resumed["resumed_episodes"]) == (0, 4)
+    assert {k: resumed[k] for k in ("loss", "ci95", "episodes")} == {k: whole[k] for k in ("loss", "ci95", "episodes")}
+    other = sinusoid_config(test_episodes=12, eval_batch_size=4, test_queries=3)  # another test: scored afresh
+    assert train_and_evaluate(other, tmp_path, progress=False)["resumed_episodes"] == 0
+
+
 def test_an_existing_file_as_workdir_names_the_flag(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match=r"--workdir .*file is an existing file"):
