@@ -17,8 +17,9 @@ Presets:   5w1s, 5w5s, 20w1s, 20w5s, as the paper's commands (README of openai/s
            and into the test episodes, as that code never resets it (`inner_state="carried"`;
            `bench/reptile_inner_state.py` measures it against a fresh state per task). Differences from that code:
            the tasks of a meta-step start from the same carried state, which then becomes their mean (the code ran
-           them one after another); the test-time inner steps are full-batch on the support set (so are the
-           paper's at 5-way 1-shot; at 5w5s and 20-way it drew mini-batches of 5 and 10). The network is theirs:
+           them one after another). The test-time inner steps take mini-batches of 5 (5-way) or 10 (20-way) of the
+           support set, as their --eval-batch (`eval_inner_batch_size`; runs trained before 2026-12-04 took them on
+           the whole support set, and evaluate.py --inner_batch_size 0 still does). The network is theirs:
            conv4 with stride-2 convolutions instead of max-pooling (`model.pool="stride"`).
            lake: Lake et al.'s one-shot challenge (train on the background alphabets only; test 20-way 1-shot
            within one evaluation alphabet, support and query by different drawers; fewjax.experiment.config.lake_protocol).
@@ -34,6 +35,7 @@ def get_config(c, preset, ways, shots):
     c.model.pool = "stride"
     c.inner_optimizer, c.inner_state, c.eval_inner_steps = "adam", "carried", 50
     c.inner_lr, c.inner_steps, c.inner_batch_size = (1e-3, 5, 10) if ways == 5 else (5e-4, 10, 20)
+    c.eval_inner_batch_size = 5 if ways == 5 else 10
     c.optim.name, c.optim.lr, c.optim.schedule = "sgd", 1.0, "linear"
     c.total_steps = 100000 if ways == 5 else 200000
     c.log_every, c.eval_every, c.checkpoint_every = 100, 2000, 2000

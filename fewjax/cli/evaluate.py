@@ -27,6 +27,8 @@ class _Flags:
         flags.DEFINE_integer("shots", None, "Override the test shots.")
         flags.DEFINE_integer("queries", None, "Override the test queries per class.")
         flags.DEFINE_integer("inner_steps", None, "Override the test-time inner steps (MAML family, Reptile).")
+        flags.DEFINE_integer("inner_batch_size", None, "Override Reptile's test-time inner mini-batch size "
+                             "(0: every step on the whole support set).")
         flags.DEFINE_string("data", None, "Evaluate on your own data instead: an image folder (PATH/<class>/<image>), "
                             "or a .csv/.tsv/.jsonl file for a text checkpoint; every class in it a test class.")
         flags.DEFINE_enum("invert", "auto", ["auto", "true", "false"], "Image folders given with --data: make "

@@ -18,7 +18,8 @@ from fewjax.text.datasets import TEXT_DATASETS
 logger = logging.getLogger(__name__)
 
 OVERRIDES = {"test_ways": "ways", "test_shots": "shots", "test_queries": "queries",
-             "eval_inner_steps": "inner_steps", "data_dir": "data_dir", "text.text_column": "text_column",
+             "eval_inner_steps": "inner_steps", "eval_inner_batch_size": "inner_batch_size",
+             "data_dir": "data_dir", "text.text_column": "text_column",
              "text.label_column": "label_column", "within_alphabet": "within_alphabet", "transductive": "transductive",
              "dataset": "dataset", "text.max_length": "max_length"}
 """Config key -> the evaluate.py flag that sets it."""

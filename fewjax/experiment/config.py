@@ -103,6 +103,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_inner_steps = 3
     c.inner_optimizer = "sgd"  # sgd or adam (Reptile: Adam, beta1 = 0); text finetune, setfit, prompt: Adam always
     c.inner_batch_size = 0  # Reptile's training inner steps: 0 full-batch, B on mini-batches of B (inner_minibatches)
+    c.eval_inner_batch_size = 0  # Reptile's test-time inner steps: 0 on the whole support set, B on mini-batches of B
     c.inner_state = "per_task"  # Reptile's inner optimizer state: per_task (fresh), carried (fewjax.methods.reptile)
     c.remat = False
     # iMAML (Rajeswaran et al. 2019): proximal strength lambda of the inner problem, conjugate-gradient iterations
@@ -311,6 +312,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
         inner_examples = c.ways * (c.shots + c.queries) if c.dataset != "sinusoid" else c.inner_batch_size
         need(1 <= c.inner_batch_size <= inner_examples, "inner_batch_size", c.inner_batch_size,
              f"must lie in [1, {inner_examples}] (a training task's ways * (shots + queries) examples), or 0")
+    if c.eval_inner_batch_size:
+        need(c.method == "reptile", "eval_inner_batch_size", c.eval_inner_batch_size,
+             "test-time inner mini-batches are Reptile's (method=reptile); set 0 for steps on the whole support set")
+        support = c.test_ways * c.test_shots
+        need(1 <= c.eval_inner_batch_size <= support, "eval_inner_batch_size", c.eval_inner_batch_size,
+             f"must lie in [1, {support}] (a test episode's test_ways * test_shots support examples), or 0")
     need(c.inner_state in ("per_task", "carried"), "inner_state", c.inner_state, "choose per_task or carried")
     if c.inner_state == "carried":
         need(c.method == "reptile" and c.inner_optimizer == "adam", "inner_state", c.inner_state,

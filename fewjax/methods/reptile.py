@@ -10,6 +10,10 @@ parameters with small gradients move little (a fresh Adam moves every parameter 
 first step). The state travels with the weights: params are `{"model": weights, CARRIED: inner state}`. Every task
 of a step starts from the carried state, which then becomes the tasks' mean final state (the code ran the tasks one
 after another instead), and test episodes start from it too.
+
+With `config.eval_inner_batch_size` the test-time inner steps take mini-batches of the support set too (Nichol et
+al.'s `--eval-batch`: 5 of the support set at 5-way, 10 at 20-way), drawn with one fixed key, so every episode
+takes the same positions of its support set at each step (the support set's order is itself random per episode).
 """
 from __future__ import annotations
 
@@ -21,6 +25,9 @@ from fewjax.methods import backbone
 from fewjax.methods.maml import inner_rates, non_transductive_metrics, predictor, task_loss
 from fewjax.methods.method import CARRIED, Method, per_task_metrics, task_chunk_size
 from fewjax.models import apply_fn
+
+TEST_KEY = 2**31 - 1
+"""Folded into the seed's key for the test-time mini-batches (training steps fold in their step number)."""
 
 
 def build(config) -> Method:
@@ -45,8 +52,12 @@ def build(config) -> Method:
 
     def adapt(params, support):
         weights, state = split(params)
+        batches = config.eval_inner_batch_size
+        if batches:
+            support = fewjax.inner_minibatches(support, batch_size=batches, steps=config.eval_inner_steps,
+                                               rng=jax.random.fold_in(jax.random.PRNGKey(config.seed), TEST_KEY))
         return fewjax.adapt(loss_fn, weights, support, steps=config.eval_inner_steps, lr=rates["inner_lr"],
-                            optimizer=tx, optimizer_state=state)
+                            optimizer=tx, optimizer_state=state, minibatches=bool(batches))
 
     def task_grad(params, task_and_key):
         task, key = task_and_key

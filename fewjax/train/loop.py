@@ -48,7 +48,7 @@ TEST_PROGRESS = "test_progress.npz"
 RUNTIME_KEYS = {"total_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "val_episodes",
                 "test_episodes", "test_queries", "eval_batch_size", "eval_memory_mb", "data_dir", "steps_per_call",
                 "fsdp", "early_stop_patience", "within_alphabet", "transductive", "task_loop", "model.conv_grad",
-                "published", "test_resume_file"}
+                "published", "test_resume_file", "eval_inner_batch_size"}
 """Keys a resumed run may change (schedule, evaluation, placement, and how the backend computes the same values);
 any other difference means the workdir belongs to another experiment. `total_steps` is one of them unless the
 learning rate decays over it (`optim.schedule` cosine or linear): there a longer run is another schedule."""

@@ -41,7 +41,7 @@ def test_locked_config_rejects_new_keys_and_wrong_types():
 @pytest.mark.parametrize("key, value", [("task_loop", "loop"), ("model.conv_grad", "fast"),
                                         ("augment.max_scale", 1.5), ("early_stop_patience", -1),
                                         ("distance", "l2"), ("matching_distance", "euclidean"),
-                                        ("inner_batch_size", 4), ("inner_state", "kept"),
+                                        ("inner_batch_size", 4), ("eval_inner_batch_size", 4), ("inner_state", "kept"),
                                         ("inner_state", "carried")])
 def test_bad_choice_is_named_before_anything_runs(key, value):
     config = base_config()
@@ -179,4 +179,10 @@ def test_reptile_presets_take_one_epoch_of_minibatches_per_task(preset):
     assert config.inner_steps * config.inner_batch_size == config.ways * 10
     config.inner_batch_size = config.ways * 10 + 1
     with pytest.raises(ValueError, match="inner_batch_size"):
+        validate(config)
+    # and test-time steps on mini-batches of the support set, as their --eval-batch
+    assert config.eval_inner_batch_size == (5 if config.ways == 5 else 10)
+    config.inner_batch_size = 10
+    config.eval_inner_batch_size = config.test_ways * config.test_shots + 1
+    with pytest.raises(ValueError, match=r"eval_inner_batch_size.*test_ways \* test_shots"):
         validate(config)

@@ -1,4 +1,5 @@
-"""Reptile's carried inner optimizer state (`config.inner_state="carried"`, as Nichol et al.'s code runs it)."""
+"""Reptile as Nichol et al.'s code runs it: the carried inner optimizer state (`config.inner_state="carried"`) and
+the test-time inner mini-batches (`config.eval_inner_batch_size`)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +8,7 @@ import optax
 import fewjax
 from fewjax.experiment.state import outer_optimizer
 from fewjax.methods import build_method
+from fewjax.methods import reptile
 from fewjax.methods.method import CARRIED
 from tests.conftest import tiny_config
 from tests.methods.test_transductive import episode
@@ -56,3 +58,34 @@ def test_test_episodes_adapt_from_the_carried_state():
     moved = lambda p: max(float(jnp.max(jnp.abs(a - w))) for a, w in  # noqa: E731
                           zip(jax.tree.leaves(method.adapt(p, task.support)), jax.tree.leaves(params["model"])))
     assert moved(big_nu) < 1e-3 * moved(params)  # a huge carried second moment all but freezes the inner steps
+
+
+def test_test_time_minibatches_take_the_steps_on_the_drawn_batches():
+    # Nichol et al.'s --eval-batch: each test-time inner step on a mini-batch of the support set.
+    config = tiny_config("unused", "reptile", eval_inner_steps=2, inner_lr=0.1, test_shots=3,
+                         eval_inner_batch_size=4, shots=3)
+    method = build_method(config)
+    task = episode(0, shots=3)  # 9 support examples
+    params = method.init(jax.random.key(0), task.support.x)
+    loss_fn = fewjax.classification_loss(fewjax.models.apply_fn(method.model))
+    batches = fewjax.inner_minibatches(task.support, batch_size=4, steps=2,
+                                       rng=jax.random.fold_in(jax.random.PRNGKey(config.seed), reptile.TEST_KEY))
+    want = params
+    for i in range(2):  # plain SGD steps, written out
+        batch = jax.tree.map(lambda a: a[i], batches)
+        want = jax.tree.map(lambda w, g: w - 0.1 * g, want, jax.grad(lambda p: loss_fn(p, batch)[0])(want))
+    got = method.adapt(params, task.support)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    full = build_method(tiny_config("unused", "reptile", eval_inner_steps=2, inner_lr=0.1, test_shots=3, shots=3))
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in
+               zip(jax.tree.leaves(got), jax.tree.leaves(full.adapt(params, task.support)))) > 1e-4
+
+
+def test_test_time_minibatches_of_the_whole_support_set_are_full_batch_steps():
+    task = episode(0)
+    methods = [build_method(tiny_config("unused", "reptile", **CARRIED_ADAM, eval_inner_batch_size=size))
+               for size in (0, 3)]
+    params = methods[0].init(jax.random.key(0), task.support.x)
+    for a, b in zip(*(jax.tree.leaves(m.adapt(params, task.support)) for m in methods)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
