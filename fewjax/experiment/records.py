@@ -20,7 +20,8 @@ def describe(config, *, split, checkpoint, step, result, features_seconds=None) 
         "shots": config.test_shots, "queries": config.test_queries, "checkpoint": checkpoint, "step": int(step),
         **({"within_alphabet": True} if config.within_alphabet and split == "test" else {}),
         **({"transductive": False} if not config.get("transductive", True) else {}),
-        **({"eval_inner_batch_size": int(config.eval_inner_batch_size)} if config.get("eval_inner_batch_size") else {}),
+        **({"eval_inner_batch_size": int(config.eval_inner_batch_size)}
+           if config.get("eval_inner_batch_size") else {}),
         **({"max_length": int(config.text.max_length)} if config.dataset in TEXT_DATASETS else {}), **result,
         **({"features_seconds": features_seconds} if features_seconds is not None else {}),
         **({"published": published} if published else {}),

@@ -13,7 +13,7 @@ after another instead), and test episodes start from it too.
 
 With `config.eval_inner_batch_size` the test-time inner steps take mini-batches of the support set too (Nichol et
 al.'s `--eval-batch`: 5 of the support set at 5-way, 10 at 20-way), drawn with one fixed key, so every episode
-takes the same positions of its support set at each step (the support set's order is itself random per episode).
+takes the same positions of its support set at each step (which class sits at which position is itself random).
 """
 from __future__ import annotations
 
