@@ -319,8 +319,7 @@ def _wall(r: dict) -> str:
 def _training(r: dict) -> str:
     """How a Lake run trained: its episodes' ways (the preset's unless overridden), and what it changed from its
     preset: rotated classes, augmentation, episodes within one alphabet, image size."""
-    args = r.get("train_args", [])
-    value = {a.partition("=")[0].removeprefix("--config."): a.partition("=")[2] for a in args if "=" in a}
+    args, value = r.get("train_args", []), _overrides(r)
     parts = [f"{train_config(args).ways}-way"] if "--config" in args else []
     parts += ["rotations as classes"] * (value.get("split") == "lake_rotations")
     parts += ["affine"] * (value.get("augment.affine") == "True")
@@ -329,6 +328,23 @@ def _training(r: dict) -> str:
     if "image_size" in value:
         parts.append(f"{value['image_size']} px")
     return ", ".join(parts) or "preset"
+
+
+def _overrides(r: dict) -> dict[str, str]:
+    """The `--config.KEY=VALUE` overrides of a record's training command, as {KEY: VALUE}."""
+    return {a.partition("=")[0].removeprefix("--config."): a.partition("=")[2]
+            for a in r.get("train_args", []) if a.startswith("--config.") and "=" in a}
+
+
+VARIANT_KEYS = ("matching_distance", "distance")
+"""Config keys whose override makes a run another variant of its method, with rows of its own beside the preset's
+(matching networks with squared Euclidean attention), rather than a longer or shorter run of the same thing."""
+
+
+def _variant(r: dict) -> str:
+    """"sqeuclidean" for a run that overrode a `VARIANT_KEYS` key; "" for the method as its preset has it."""
+    value = _overrides(r)
+    return ", ".join(value[k] for k in VARIANT_KEYS if k in value)
 
 
 BOOKKEEPING = ("eval_every", "checkpoint_every", "log_every", "val_episodes", "test_episodes",
@@ -347,16 +363,16 @@ def _preset_and_changes(r: dict) -> str:
 
 
 def longest_runs(records: list[dict]) -> list[dict]:
-    """For each (method, setting, protocol), the record of the most-trained run (the latest record on a tie), in
-    the published table's order; shorter and earlier records stay in the file and on the curves."""
+    """For each (method, variant, setting, protocol), the record of the most-trained run (the latest record on a
+    tie), in the published table's order; shorter and earlier records stay in the file and on the curves."""
     best: dict = {}
     for r in records:
-        key = (r["method"], r["setting"], r.get("transductive", True))
+        key = (r["method"], _variant(r), r["setting"], r.get("transductive", True))
         if key not in best or _trained(r)[0] >= _trained(best[key])[0]:
             best[key] = r
     methods, settings = list(PUBLISHED), ["5w1s", "5w5s", "20w1s", "20w5s"]
-    rank = lambda k: (methods.index(k[0]) if k[0] in methods else len(methods), k[0],  # noqa: E731
-                      settings.index(k[1]) if k[1] in settings else len(settings), k[1], not k[2])
+    rank = lambda k: (methods.index(k[0]) if k[0] in methods else len(methods), k[0], k[1],  # noqa: E731
+                      settings.index(k[2]) if k[2] in settings else len(settings), k[2], not k[3])
     return [best[k] for k in sorted(best, key=rank)]
 
 
@@ -375,7 +391,8 @@ def table() -> str:
         diff = f"{100 * r['accuracy'] - pub:+.2f}" if pub else ""
         curve = CURVES / f"{r.get('run')}.png"
         link = f"[{curve.name}]({curve.relative_to(ROOT)})" if curve.exists() else ""
-        lines.append(f"| {r['method']} | {setting} | {pub or ''} | {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f}"
+        method = r["method"] + (f" ({_variant(r)})" if _variant(r) else "")
+        lines.append(f"| {method} | {setting} | {pub or ''} | {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f}"
                      f"{_episodes(r)} | "
                      f"{diff} | {_trained(r)[1]}{' (partial)' if r.get('partial') else ''} | {_wall(r)} | "
                      f"{load:.1f} | {_preset_and_changes(r)} | {link} | {r.get('commit', '')} |")

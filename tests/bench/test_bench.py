@@ -271,6 +271,24 @@ def test_reproduction_table_shows_the_most_trained_run_of_each_setting_and_what_
     assert lines[4].startswith("2 shorter or earlier evaluations")
 
 
+def test_a_run_of_another_attention_distance_gets_rows_of_its_own(tmp_path, monkeypatch):
+    from bench import reproduce
+
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "reproduction.jsonl")
+    row = dict(method="matching", setting="5w5s", ci95=0.002, step=900, train_wall_seconds=600.0,
+               train_load_average=2.0, hardware="cpu", commit="abc", run="m", accuracy=0.985, trained_steps=5000,
+               train_args=["--config", "configs/omniglot_matching.py:5w5s", "--config.ways=60"])
+    l2 = {**row, "accuracy": 0.995, "trained_steps": 2000,
+          "train_args": row["train_args"] + ["--config.matching_distance=sqeuclidean", "--config.temperature=1.0"]}
+    (tmp_path / "reproduction.jsonl").write_text(json.dumps(row) + "\n" + json.dumps(l2) + "\n")
+    lines = reproduce.table().splitlines()
+    # fewer steps, yet not a shorter run of the preset: both show, the preset's first
+    assert lines[2].startswith("| matching | 5w5s | 98.9 | 98.50 ± 0.20 | -0.40 | 5,000 (25.0%) |")
+    assert lines[3].startswith("| matching (sqeuclidean) | 5w5s | 98.9 | 99.50 ± 0.20 | +0.60 | 2,000 (10.0%) |")
+    assert "matching_distance=sqeuclidean, temperature=1.0 |" in lines[3]
+    assert lines[5].startswith("0 shorter or earlier evaluations")
+
+
 def test_lake_table_says_what_each_run_changed_in_its_training(tmp_path, monkeypatch):
     from bench import reproduce
 
