@@ -35,13 +35,14 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
 from fewjax.data.pipeline import prefetch
+from fewjax.experiment.records import flatten
 from fewjax.placement import EVAL_MEMORY_MB, batch_sharding, fetch, map_per_device
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ def evaluate(
     progress: bool = False,
     memory_mb: float = EVAL_MEMORY_MB,
     resume_file: str | os.PathLike | None = None,
-    resume_key: str = "",
+    resume_key: str | Mapping[str, Any] = "",
+    resume_defaults: Mapping[str, Any] | None = None,
 ) -> dict:
     """Scores `params` on `num_episodes` seeded episodes of `sampler`.
 
@@ -86,7 +88,11 @@ def evaluate(
         file of more episodes serves a smaller num_episodes; of fewer, the rest are scored and added). A file of
         another evaluation, or one that cannot be read, is started afresh and overwritten. Single-process runs
         only: ignored when `jax.process_count() > 1`.
-      resume_key: whatever else decides the per-episode values (the method's test settings), as a string.
+      resume_key: whatever else decides the per-episode values (the method's test settings): a string, or a
+        flat mapping of named settings (`fewjax.experiment.records.config_key(config)`).
+      resume_defaults: with a mapping `resume_key`, each setting's default (`config_defaults()`). A setting that
+        a file's key lacks (one added since the file was written) counts as having had its default there, so
+        the file still serves an evaluation that leaves the new setting at its default, and no other.
 
     Returns:
       `{metric, "ci95", "std", "episodes", "seconds", "batch_size", "resumed_episodes", "resumed_seconds"}`
@@ -100,7 +106,7 @@ def evaluate(
     batch_size = min(batch_size, num_episodes)
     resume = None
     if resume_file is not None and jax.process_count() == 1:
-        resume = _Resume(Path(resume_file), _identity(params, seed, metric, resume_key))
+        resume = _Resume(Path(resume_file), _identity(params, seed, metric, resume_key), resume_defaults or {})
     done, earlier_seconds = resume.load() if resume else (np.zeros(0), 0.0)
     done = done[:num_episodes]
     start = time.perf_counter()
@@ -162,29 +168,46 @@ def _score(eval_fn, params, sampler, num_episodes, batch_size, seed, metric, mes
     return values, batch_size
 
 
-def _identity(params, seed: int, metric: str, key: str) -> str:
-    """What decides an evaluation's per-episode values, as one string: the params by content, and the rest.
-    Not the number of episodes: episode i of a seed is the same in a set of any size."""
+def _identity(params, seed: int, metric: str, key) -> dict:
+    """What decides an evaluation's per-episode values: the params by content, and the rest (a mapping key as
+    its JSON form, as a file gives it back). Not the number of episodes: episode i of a seed is the same in a set
+    of any size."""
     digest = hashlib.sha256(str(jax.tree.structure(params)).encode())
     for leaf in jax.tree.leaves(jax.device_get(params)):
         a = np.ascontiguousarray(leaf)
         digest.update(f"{a.shape}{a.dtype}".encode())
         digest.update(a.tobytes())
-    return json.dumps({"params": digest.hexdigest(), "seed": int(seed), "metric": metric, "key": key},
-                      sort_keys=True)
+    return {"params": digest.hexdigest(), "seed": int(seed), "metric": metric, "key": _as_json(key)}
+
+
+def _as_json(value):
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _same_evaluation(stored: dict, current: dict, defaults: Mapping) -> bool:
+    """Whether a file's identity is this evaluation's; settings missing from its key take their defaults."""
+    old, new = stored.get("key"), current["key"]
+    if isinstance(new, dict) and isinstance(old, str):  # written when keys were the config as one JSON string
+        try:
+            old = flatten(json.loads(old))
+        except (ValueError, AttributeError):
+            return False
+    if isinstance(new, dict) and isinstance(old, dict):
+        old = {**{k: v for k, v in _as_json(dict(defaults)).items() if k in new}, **old}
+    return {**stored, "key": old} == current
 
 
 class _Resume:
     """The per-episode values of one evaluation in an .npz file, rewritten whole (and atomically) after every
     batch; a failed write is a warning, after which the evaluation goes on without saving."""
 
-    def __init__(self, path: Path, identity: str):
-        self.path, self.identity = path, identity
+    def __init__(self, path: Path, identity: dict, defaults: Mapping):
+        self.path, self.identity, self.defaults = path, identity, defaults
 
     def load(self) -> tuple[np.ndarray, float]:
         try:
             with np.load(self.path) as f:
-                if str(f["identity"]) == self.identity:
+                if _same_evaluation(json.loads(str(f["identity"])), self.identity, self.defaults):
                     logger.info("evaluate: %d episodes read from %s", f["values"].size, self.path)
                     return np.asarray(f["values"], np.float64), float(f["seconds"])
             logger.info("evaluate: %s holds another evaluation; starting afresh", self.path)
@@ -200,7 +223,8 @@ class _Resume:
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             with open(tmp, "wb") as f:
-                np.savez(f, identity=np.array(self.identity), values=values, seconds=np.array(seconds))
+                np.savez(f, identity=np.array(json.dumps(self.identity, sort_keys=True)), values=values,
+                         seconds=np.array(seconds))
             os.replace(tmp, self.path)
         except OSError as e:
             logger.warning("evaluate: cannot write %s (%s); this evaluation will not be resumable", self.path,

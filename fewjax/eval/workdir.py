@@ -12,7 +12,7 @@ from fewjax.eval.evaluate import EVAL_MEMORY_MB, TEST_SEED, VAL_SEED, evaluate
 from fewjax.experiment.config import FlagError
 from fewjax.experiment.data import episodes_to_score, make_source
 from fewjax.experiment.load import load
-from fewjax.experiment.records import config_key, describe, write_json
+from fewjax.experiment.records import config_defaults, config_key, describe, write_json
 from fewjax.text.datasets import TEXT_DATASETS
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ def evaluate_workdir(f, *, save: bool = True) -> dict:
     result = evaluate(scoring.eval_fn, run.params, scoring.sampler, num_episodes=f.episodes, batch_size=f.batch_size,
                       memory_mb=getattr(f, "memory_mb", EVAL_MEMORY_MB), seed=seed, metric=metric, progress=True,
                       resume_file=Path(f.workdir) / f"eval_{f.split}_progress.npz",
-                      resume_key=f"{config_key(config)} data={f.data} invert={invert}")
+                      resume_key={**config_key(config), "eval.data": f.data, "eval.invert": invert},
+                      resume_defaults=config_defaults())
     record = describe(config, split=f.split, checkpoint=run.checkpoint, step=run.step, result=result,
                       features_seconds=scoring.features_seconds)
     record["data"] = f.data or config.dataset

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jax
 
+from fewjax.experiment.config import base_config
 from fewjax.text.datasets import TEXT_DATASETS
 
 
@@ -35,11 +36,16 @@ NOT_IN_TEST_VALUES = ("total_steps", "log_every", "eval_every", "checkpoint_ever
 evaluated per call, and where the scores are kept."""
 
 
-def config_key(config) -> str:
-    """The config as one canonical string, without `NOT_IN_TEST_VALUES`: an evaluation's `resume_key`
-    (`fewjax.evaluate`), so a test cut short continues only under the settings it began with."""
-    values = {k: v for k, v in config.to_dict().items() if k not in NOT_IN_TEST_VALUES}
-    return json.dumps(values, sort_keys=True, default=str)
+def config_key(config) -> dict:
+    """The config's values (flattened: {"optim.lr": 1e-3}) without `NOT_IN_TEST_VALUES`: an evaluation's `resume_key` (`fewjax.evaluate`), so a
+    test cut short continues only under the settings it began with."""
+    return {k: v for k, v in flatten(config.to_dict()).items() if k not in NOT_IN_TEST_VALUES}
+
+
+def config_defaults() -> dict:
+    """Every config key's default (`base_config()`): an evaluation's `resume_defaults`, so scores kept before a
+    key was added still serve a config that leaves the new key at its default."""
+    return flatten(base_config().to_dict())
 
 
 def published_result(config, split: str) -> str:

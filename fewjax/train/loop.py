@@ -29,7 +29,7 @@ from fewjax.data.task_sampling import adaptive_sampling
 from fewjax.eval.evaluate import TEST_SEED, VAL_SEED, evaluate
 from fewjax.experiment.config import base_config, validate
 from fewjax.experiment.data import episodes_to_score, make_sampler
-from fewjax.experiment.records import config_key, describe, flatten, write_json
+from fewjax.experiment.records import config_defaults, config_key, describe, flatten, write_json
 from fewjax.experiment.state import TrainState, init_state, outer_optimizer
 from fewjax.methods import build_method, resolve_platform
 from fewjax.placement import (batch_sharding, make_mesh, process_task_indices, replicated, shard_local_tasks,
@@ -209,7 +209,8 @@ def final_test(config, workdir, ckpts, state, method, mesh, metric, *, progress)
     result = evaluate(scoring.eval_fn, state.params, scoring.sampler, num_episodes=config.test_episodes,
                       batch_size=config.eval_batch_size, memory_mb=config.eval_memory_mb, seed=TEST_SEED,
                       metric=metric, mesh=mesh if mesh.size > 1 else None, progress=progress,
-                      resume_file=config.test_resume_file or workdir / TEST_PROGRESS, resume_key=config_key(config))
+                      resume_file=config.test_resume_file or workdir / TEST_PROGRESS, resume_key=config_key(config),
+                      resume_defaults=config_defaults())
     record = describe(config, split="test", checkpoint=which, step=info["step"], result=result,
                       features_seconds=scoring.features_seconds)
     write_json(workdir / "eval_test.json", record)

@@ -147,3 +147,31 @@ def test_an_unreadable_file_is_a_warning_and_a_fresh_start(sampler, tmp_path, ca
     assert result["resumed_episodes"] == 0 and "cannot read" in caplog.text
     assert fewjax.evaluate(scripted_eval, None, sampler, num_episodes=20, seed=3,
                            resume_file=file)["resumed_episodes"] == 20
+
+
+@pytest.mark.parametrize("now, served", [
+    ({"a": 1, "new": 0}, True),  # a setting added since the file was written, left at its default
+    ({"a": 1, "new": 5}, False),  # the added setting changed from its default
+    ({"a": 2, "new": 0}, False),  # a setting the file knows, changed
+    ({"new": 0}, False),  # a setting the file knows, gone
+    ({"a": 1, "other": 0}, False),  # an added setting without a known default
+])
+def test_settings_added_since_a_file_was_written_count_at_their_default(now, served, sampler, tmp_path):
+    file = tmp_path / "progress.npz"
+    fewjax.evaluate(scripted_eval, None, sampler, num_episodes=20, seed=3, resume_file=file, resume_key={"a": 1})
+    result = fewjax.evaluate(scripted_eval, None, sampler, num_episodes=20, seed=3, resume_file=file,
+                             resume_key=now, resume_defaults={"a": 1, "new": 0})
+    assert result["resumed_episodes"] == (20 if served else 0)
+
+
+def test_a_file_keyed_on_the_config_as_one_json_string_serves_the_same_settings_as_a_mapping(sampler, tmp_path):
+    import json
+
+    file = tmp_path / "progress.npz"  # as files were written before keys were mappings (2026-12-04)
+    fewjax.evaluate(scripted_eval, None, sampler, num_episodes=20, seed=3, resume_file=file,
+                    resume_key=json.dumps({"lr": 0.5, "text": {"pooling": "mean"}}, sort_keys=True))
+    same = {"lr": 0.5, "text.pooling": "mean", "new": (1, 2)}
+    kw = dict(num_episodes=20, seed=3, resume_file=file, resume_defaults={"new": (1, 2)})
+    assert fewjax.evaluate(scripted_eval, None, sampler, resume_key=same, **kw)["resumed_episodes"] == 20
+    other = {**same, "text.pooling": "cls"}
+    assert fewjax.evaluate(scripted_eval, None, sampler, resume_key=other, **kw)["resumed_episodes"] == 0
