@@ -181,7 +181,7 @@ def ratios(records: list[dict], peak_gflops: float | None = None) -> list[dict]:
             continue
         f = ours[0]
         best = max(peers, key=lambda r: r["tasks_per_s"])
-        gflop = f.get("gflop_per_task")  # bench/throughput.py: None where XLA's count is not exact
+        gflop = f.get("gflop_per_task")  # bench/throughput.py: loops counted by trip count; None where one is unknown
         rows.append(dict(
             gflop_per_task=gflop, fewjax_percent_of_peak=_percent_of_peak(f["tasks_per_s"], gflop, peak_gflops),
             peer_percent_of_peak=_percent_of_peak(best["tasks_per_s"], gflop, peak_gflops),

@@ -29,6 +29,8 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `fewjax` impo
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+from fewjax.train.program_cost import program_cost  # noqa: E402
+
 from bench.common import (WORKLOADS, build, compile_step, library_ops, machine, peak_rss_mb,  # noqa: E402
                           reset_peak_rss, rss_mb, summarize, time_steps, trainer_config, versions, write_result,
                           xla_memory)
@@ -54,21 +56,21 @@ def bench_step(name: str, *, steps: int, warmup: int, tasks: int | None = None, 
                warmup=warmup, compile_s=round(compile_s, 2), **xla_memory(compiled),
                step_rss_delta_mb=round(peak_rss_mb() - before, 1) if reset and before else None,
                peak_rss_mb=round(peak_rss_mb() or 0.0, 1), xla_cost_gflop=round(flops / 1e9, 2),
-               gflop_per_task=gflop_per_task(flops, cfg, run),
+               gflop_per_task=gflop_per_task(compiled, run),
                losses=losses, library_ops=library_ops(compiled), remat=remat, task_loop=run.config.task_loop,
                chunk_size=run.chunk_size, conv_grad=run.config.model.conv_grad)
     return rec
 
 
-def gflop_per_task(flops: float, cfg: dict, run) -> float | None:
-    """One task's GFLOP from XLA's cost analysis of the step, where that count is exact.
-
-    XLA counts a loop's body once whatever its trip count, so the scan over tasks holds one chunk of tasks and the
-    count is per chunk; with more than one inner step (a scan inside each task) it is an undercount: None.
+def gflop_per_task(compiled, run) -> float | None:
+    """One task's GFLOP: the step's FLOPs with every loop body counted by its trip count
+    (`fewjax.train.program_cost`; XLA's `cost_analysis()` counts a loop body once, so it undercounts the scan
+    over tasks and the inner steps), divided by the tasks in the step. None where a loop's trip count is unknown.
     """
-    if cfg.get("inner_steps", 1) > 1 or not flops:
+    cost = program_cost(compiled.as_text())
+    if cost.unknown_trip_counts or not cost.flops:
         return None
-    return round(flops / 1e9 / (run.chunk_size or run.tasks), 2)
+    return round(cost.flops / 1e9 / run.tasks, 2)
 
 
 W5_CASES = {"maml_5w": ("maml", 5, True, "max"), "maml_5w_stride": ("maml", 5, True, "stride"),

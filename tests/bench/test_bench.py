@@ -68,6 +68,9 @@ def test_tiny_w1_step_runs_and_reports(tmp_path):
     scanned = throughput.bench_step("W1", steps=1, warmup=0, tasks=2, overrides={"task_loop": "scan"})
     assert scanned["gflop_per_task"] == pytest.approx(vmapped["gflop_per_task"], rel=0.02)
     assert 3.0 < scanned["gflop_per_task"] < 8.0  # ~5 GFLOP: 80 images through Conv4, second order
+    # the inner steps' scan counts by its trip count too: W2 is W1 with 5 inner steps instead of 1
+    five_steps = throughput.bench_step("W2", steps=1, warmup=0, tasks=2)
+    assert five_steps["gflop_per_task"] > 1.4 * scanned["gflop_per_task"]
 
 
 def test_set_overrides_take_the_type_of_the_key():
