@@ -186,6 +186,8 @@ def _as_json(value):
 
 def _same_evaluation(stored: dict, current: dict, defaults: Mapping) -> bool:
     """Whether a file's identity is this evaluation's; settings missing from its key take their defaults."""
+    if not isinstance(stored, dict):
+        return False
     old, new = stored.get("key"), current["key"]
     if isinstance(new, dict) and isinstance(old, str):  # written when keys were the config as one JSON string
         try:
