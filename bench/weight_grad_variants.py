@@ -8,7 +8,11 @@ against the alternatives one might try instead:
 - `transposed_conv`: the weight gradient as a forward convolution with batch and channels swapped (forward
   convolutions take XLA:CPU's fast YNNPACK path);
 - `flat_offsets`: dy placed on the padded grid and both flattened, so each of the `kh * kw` taps is a contiguous
-  row range of the padded input (no strided copies, ~15-65% more multiply-adds on the zero border).
+  row range of the padded input (no strided copies, ~15-65% more multiply-adds on the zero border);
+- `h_major`: the library's, with the image rows as the major axis, so each kernel row's operand is a contiguous
+  block of the column shifts instead of a strided copy;
+- `dy_shift`: the kernel rows' shifts applied to the output gradient instead of the input (`[N, H', Wo, kh*D]`),
+  so one product `[kw*C, N*H'*Wo] @ [N*H'*Wo, kh*D]` gives every tap and nothing of the input is sliced.
 Every variant is checked against the library's result. Prints a JSON line per shape and appends it to
 `bench/results/weight_grad_variants.jsonl` with the load average (the figures are relative: one process, one
 shape after another).
@@ -63,8 +67,29 @@ def flat_offsets(x, dy, kernel, padding):
     return jnp.stack(taps).reshape(kh, kw, c, -1)
 
 
+def h_major(x, dy, kernel, padding):
+    kh, kw = kernel
+    xp = jnp.swapaxes(jnp.pad(x, ((0, 0), *padding, (0, 0))), 0, 1)  # [H', N, W', C]
+    n, ho, wo, d = dy.shape
+    columns = jnp.concatenate([xp[:, :, j: j + wo] for j in range(kw)], axis=-1)  # [H', N, Wo, kw*C]
+    dy_rows = jnp.swapaxes(dy, 0, 1).reshape(ho * n * wo, d)
+    taps = [columns[i: i + ho].reshape(ho * n * wo, -1).T @ dy_rows for i in range(kh)]
+    return jnp.stack(taps).reshape(kh, kw, x.shape[-1], d)
+
+
+def dy_shift(x, dy, kernel, padding):
+    kh, kw = kernel
+    xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+    n, ho, wo, d = dy.shape
+    hp = xp.shape[1]
+    columns = jnp.concatenate([xp[:, :, j: j + wo] for j in range(kw)], axis=-1)  # [N, H', Wo, kw*C]
+    shifted = jnp.concatenate([jnp.pad(dy, ((0, 0), (i, hp - ho - i), (0, 0), (0, 0))) for i in range(kh)], axis=-1)
+    out = columns.reshape(n * hp * wo, -1).T @ shifted.reshape(n * hp * wo, kh * d)  # [kw*C, kh*D]
+    return out.reshape(kw, x.shape[-1], kh, d).transpose(2, 0, 1, 3)
+
+
 VARIANTS = {"library": lambda x, dy, k, p: weight_grad(x, dy, k, p), "xla": xla, "transposed_conv": transposed_conv,
-            "flat_offsets": flat_offsets}
+            "flat_offsets": flat_offsets, "h_major": h_major, "dy_shift": dy_shift}
 
 
 def median_ms(fn, x, dy, repeats):
