@@ -10,9 +10,9 @@ per workload and the processes do not fight over the 2 cores; fewjax runs first 
 same RSS-delta measurement fewjax reports (peak RSS during the steps minus the RSS before them).
 
 First it measures the machine's float32 GEMM peak (`bench/peak.py`), so every row says how far it is from the
-limit: GFLOP per task is XLA's cost analysis of fewjax's step (the peers run the same workload, so the same FLOPs),
-and "% of GEMM peak" is tasks/s x GFLOP per task over that peak. XLA counts a loop body once, so W2 and W3 (5
-inner steps in a loop) have no exact count and show "-".
+limit: GFLOP per task is counted from fewjax's compiled step, every loop body as often as it runs
+(`fewjax.train.program_cost`; the peers run the same workload, so the same FLOPs), and "% of GEMM peak" is tasks/s
+x GFLOP per task over that peak.
 
 Writes `bench/results/side_by_side.json` (every record), `bench/results/side_by_side.md` (the table) and the
 table between the markers in `bench/README.md`.
