@@ -19,7 +19,7 @@ Sections (between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in README.md):
 - text_side_by_side: the MiniLM forward and one text ProtoNet step against PyTorch + transformers, from
   bench/results/text_side_by_side.jsonl (bench/text_side_by_side.py)
 - speed: W1-W4, fewjax's trainer step against the fastest PyTorch peer, from bench/results/side_by_side.json
-  (bench/side_by_side.py)
+  (bench/side_by_side.py); speed_gpu: the same on a GPU, from bench/results/gpu/side_by_side.json
 - adaptive_sampling: adaptive task sampling against uniform at equal steps, from
   bench/results/adaptive_sampling.jsonl (bench/adaptive_sampling.py)
 """
@@ -37,6 +37,7 @@ import adaptive_sampling  # noqa: E402
 import imaml_accuracy  # noqa: E402
 import mamlpp_ablation  # noqa: E402
 import reproduce  # noqa: E402
+import side_by_side  # noqa: E402
 import text_side_by_side  # noqa: E402
 
 
@@ -99,12 +100,12 @@ WORKLOAD_NAMES = {"W1": "W1 second-order MAML, 1 step, meta-batch 32", "W2": "W2
                   "W3": "W3 first-order MAML, 5 steps", "W4": "W4 ProtoNet 60-way 5-shot"}
 
 
-def speed_table() -> str:
-    path = RESULTS / "side_by_side.json"
+def speed_table(path: Path = RESULTS / "side_by_side.json") -> str:
     if not path.exists():
-        return "(no side_by_side.json yet: `PYTHONPATH=. python bench/side_by_side.py`)"
+        return f"(no {path.relative_to(ROOT)} yet: `PYTHONPATH=. python bench/side_by_side.py`)"
     doc = json.loads(path.read_text())
     meta = doc["meta"]
+    doc["ratios"] = side_by_side.ratios(doc["records"], meta.get("gemm_peak_gflops"), side_by_side.cpu_counted_gflop())
     dash = lambda v: "-" if v is None else v  # noqa: E731
     out = ["| workload | fewjax tasks/s | fastest peer tasks/s | fewjax / peer | GFLOP / task | fewjax % of GEMM peak "
            "| peer % of GEMM peak | fewjax step RSS delta | peer's |",
@@ -112,7 +113,7 @@ def speed_table() -> str:
     for r in doc["ratios"]:
         out.append(f"| {WORKLOAD_NAMES.get(r['workload'], r['workload'])} | {r['fewjax_tasks_per_s']} | "
                    f"{r['peer_tasks_per_s']} ({r['fastest_peer']}) | **{r['speedup']}x** | "
-                   f"{dash(r['gflop_per_task'])} | "
+                   f"{dash(r['gflop_per_task'])}{' (CPU count)' if r.get('gflop_counted_on_cpu') else ''} | "
                    f"{dash(r['fewjax_percent_of_peak'])} | {dash(r['peer_percent_of_peak'])} | "
                    f"{r['fewjax_step_rss_delta_mb']} MB | {r['peer_step_rss_delta_mb']} MB |")
     peak = meta.get("gemm_peak_gflops")
@@ -139,6 +140,7 @@ def main() -> None:
                        ("imaml_accuracy", imaml_accuracy.table),
                        ("mamlpp_ablation", mamlpp_ablation.table), ("adaptive_sampling", adaptive_sampling.table),
                        ("text_side_by_side", text_side_by_side.table), ("speed", speed_table),
+                       ("speed_gpu", lambda: speed_table(RESULTS / "gpu" / "side_by_side.json")),
                        ("setfit", setfit_table)):
         body = make()
         print(f"## {name}\n{body}\n")

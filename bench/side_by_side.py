@@ -62,6 +62,10 @@ common.time_steps = time_steps
 if os.environ.get("PEER_DEVICE"):  # e.g. cuda: the peers create their tensors and modules on the default device
     import torch
     torch.set_default_device(os.environ["PEER_DEVICE"])
+    class Generator(torch.Generator):  # the peers seed torch.Generator() for data made on the default device
+        def __new__(cls, device=None):
+            return torch._C.Generator(device or os.environ["PEER_DEVICE"])
+    torch.Generator = Generator
 sys.argv = [script] + args
 runpy.run_path(script, run_name="__main__")
 """
@@ -170,9 +174,30 @@ def _percent_of_peak(tasks_per_s: float, gflop_per_task: float | None, peak: flo
     return round(100 * tasks_per_s * gflop_per_task / peak, 1)
 
 
-def ratios(records: list[dict], peak_gflops: float | None = None) -> list[dict]:
+def _own_gflop(record: dict) -> float | None:
+    """A fewjax record's GFLOP per task, None where its step called a math library whose FLOPs its HLO hides (a GPU
+    step's cuDNN / cuBLAS custom-calls; records written before bench/throughput.py said so show them in
+    `library_ops`)."""
+    return None if record.get("library_ops", {}).get("custom-call(") else record.get("gflop_per_task")
+
+
+def cpu_counted_gflop(path: Path = RESULTS / "side_by_side.json") -> dict[str, float]:
+    """{workload: GFLOP per task} counted on a CPU-compiled step (`path`, a CPU run of this script): the workloads'
+    FLOPs do not depend on the device, and the CPU program shows all of them."""
+    if not path.exists():
+        return {}
+    doc = json.loads(path.read_text())
+    if str(doc.get("meta", {}).get("machine", "")).startswith("gpu"):
+        return {}
+    return {r["workload"]: r["gflop_per_task"] for r in doc["records"]
+            if r.get("impl") == "fewjax (trainer step)" and _own_gflop(r)}
+
+
+def ratios(records: list[dict], peak_gflops: float | None = None,
+           fallback_gflop: dict[str, float] | None = None) -> list[dict]:
     """Per workload: fewjax tasks/s over the fastest peer's, GFLOP per task and the fraction of the GEMM peak each
-    reaches, and the memory figures side by side."""
+    reaches, and the memory figures side by side. A workload whose own count is unknown takes `fallback_gflop`'s
+    (`cpu_counted_gflop()`), and its row says so."""
     rows = []
     for w in sorted({r["workload"] for r in records}):
         ours = [r for r in records if r["workload"] == w and r["impl"] == "fewjax (trainer step)" and "error" not in r]
@@ -181,8 +206,10 @@ def ratios(records: list[dict], peak_gflops: float | None = None) -> list[dict]:
             continue
         f = ours[0]
         best = max(peers, key=lambda r: r["tasks_per_s"])
-        gflop = f.get("gflop_per_task")  # bench/throughput.py: loops counted by trip count; None where one is unknown
-        rows.append(dict(
+        gflop = _own_gflop(f)  # bench/throughput.py: loops counted by trip count; None where one is unknown
+        counted_on_cpu = gflop is None and w in (fallback_gflop or {})
+        gflop = fallback_gflop[w] if counted_on_cpu else gflop
+        rows.append(dict(gflop_counted_on_cpu=counted_on_cpu,
             gflop_per_task=gflop, fewjax_percent_of_peak=_percent_of_peak(f["tasks_per_s"], gflop, peak_gflops),
             peer_percent_of_peak=_percent_of_peak(best["tasks_per_s"], gflop, peak_gflops),
             workload=w, fewjax_tasks_per_s=f["tasks_per_s"], fastest_peer=best["impl"],
@@ -203,10 +230,15 @@ def markdown(records: list[dict], rows: list[dict], meta: dict) -> str:
            "fewjax % of GEMM peak | peer % of GEMM peak | fewjax XLA peak MB | "
            "fewjax step RSS delta MB | peer step RSS delta MB | fewjax peak RSS MB | peer peak RSS MB |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    if any(r.get("gflop_counted_on_cpu") for r in rows):
+        out[1:1] = ["", "GFLOP / task marked (CPU count) is counted on the CPU-compiled step "
+                    "(bench/results/side_by_side.json): this device's step calls cuDNN / cuBLAS, whose FLOPs its HLO "
+                    "does not show, and the workload's FLOPs do not depend on the device."]
     dash = lambda v: "-" if v is None else v  # noqa: E731
     for r in rows:
+        gflop = f"{dash(r.get('gflop_per_task'))}{' (CPU count)' if r.get('gflop_counted_on_cpu') else ''}"
         out.append(f"| {r['workload']} | {r['fewjax_tasks_per_s']} | {r['fastest_peer']} | {r['peer_tasks_per_s']} | "
-                   f"**{r['speedup']}x** | {dash(r.get('gflop_per_task'))} | {dash(r.get('fewjax_percent_of_peak'))} | "
+                   f"**{r['speedup']}x** | {gflop} | {dash(r.get('fewjax_percent_of_peak'))} | "
                    f"{dash(r.get('peer_percent_of_peak'))} | {r['fewjax_xla_peak_mb']} | {r['fewjax_step_rss_delta_mb']} | "
                    f"{r['peer_step_rss_delta_mb']} | {r['fewjax_peak_rss_mb']} | {r['peer_peak_rss_mb']} |")
     out += ["", "All runs:", "", "| impl | workload | tasks/s | median step s | step RSS delta MB | peak RSS MB | note |",
@@ -271,7 +303,7 @@ def main(argv=None) -> dict:
         for r in doc["records"]:  # runs before the label carried the overrides
             if r.get("impl", "").startswith("fewjax") and r.get("overrides") and "[" not in r["impl"]:
                 r["impl"] = "fewjax (trainer step) [" + ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) + "]"
-        doc["ratios"] = ratios(doc["records"], doc["meta"].get("gemm_peak_gflops"))
+        doc["ratios"] = ratios(doc["records"], doc["meta"].get("gemm_peak_gflops"), cpu_counted_gflop())
         print(write_tables(doc, results))
         return doc
     meta = dict(time=time.strftime("%Y-%m-%dT%H:%M:%S"), load_before=[round(x, 2) for x in os.getloadavg()],
@@ -297,7 +329,7 @@ def main(argv=None) -> dict:
             print(json.dumps(rec), flush=True)
             records.append(rec)
     meta["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    rows = ratios(records, meta["gemm_peak_gflops"])
+    rows = ratios(records, meta["gemm_peak_gflops"], cpu_counted_gflop())
     for r in rows:
         print(f"{r['workload']}: fewjax {r['fewjax_tasks_per_s']} tasks/s vs {r['fastest_peer']} "
               f"{r['peer_tasks_per_s']} tasks/s -> {r['speedup']}x; {r['gflop_per_task']} GFLOP/task, fewjax "

@@ -65,10 +65,12 @@ def bench_step(name: str, *, steps: int, warmup: int, tasks: int | None = None, 
 def gflop_per_task(compiled, run) -> float | None:
     """One task's GFLOP: the step's FLOPs with every loop body counted by its trip count
     (`fewjax.train.program_cost`; XLA's `cost_analysis()` counts a loop body once, so it undercounts the scan
-    over tasks and the inner steps), divided by the tasks in the step. None where a loop's trip count is unknown.
+    over tasks and the inner steps), divided by the tasks in the step. None where a loop's trip count is unknown,
+    or where the step calls a math library whose FLOPs the HLO does not show (cuDNN and cuBLAS on a GPU): the
+    workload's FLOPs do not depend on the device, so bench/side_by_side.py then takes the CPU-compiled count.
     """
     cost = program_cost(compiled.as_text())
-    if cost.unknown_trip_counts or not cost.flops:
+    if cost.unknown_trip_counts or cost.library_calls or not cost.flops:
         return None
     return round(cost.flops / 1e9 / run.tasks, 2)
 

@@ -9,6 +9,8 @@ FLOPs follow XLA's conventions: a convolution or a dot costs 2 per multiply-add;
 1 per output element; a reduce 1 per input element. Layout ops (copies, slices, transposes, bitcasts) are free.
 Collectives (all-reduce, all-gather, reduce-scatter, all-to-all, collective-permute) count the larger of their
 operands' and their result's bytes: what one device sends or receives per call, up to the algorithm's factor.
+A library call (a GPU program's convolutions and matrix products become cuDNN / cuBLAS custom-calls) has no HLO
+body to count: such calls are counted in `library_calls`, and the FLOPs are then a lower bound.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -37,6 +39,7 @@ ELEMENTWISE = frozenset(
     "is-finite erf".split())
 CALLED = re.compile(r"\b(?:calls|to_apply|body|condition|true_computation|false_computation)=(%[\w.\-]+)")
 BRANCHES = re.compile(r"\bbranch_computations=\{([^}]*)\}")
+LIBRARY_MATH = re.compile(r'custom_call_target="[^"]*(?:cudnn|cublas|gemm|conv|matmul)', re.IGNORECASE)
 ARRAY = re.compile(r"([a-z]\w*)\[([\d,]*)\]")
 
 
@@ -46,6 +49,7 @@ class ProgramCost(NamedTuple):
     collectives: dict  # kind -> [calls, bytes] (e.g. {"all-reduce": [1, 8_800]})
     largest_collective: int  # bytes of the largest single collective (an activation would show here)
     unknown_trip_counts: int  # while loops without a known trip count (counted once)
+    library_calls: int = 0  # executed custom-calls into a math library (cuDNN, cuBLAS): FLOPs not counted
 
 
 class _Instruction(NamedTuple):
@@ -60,10 +64,11 @@ def program_cost(hlo_text: str) -> ProgramCost:
     """The per-device `ProgramCost` of an optimized HLO module (`jitted.lower(...).compile().as_text()`)."""
     computations, entry = _parse(hlo_text)
     totals = _Totals(computations)
-    flops, collectives, largest, unknown = totals.of(entry)
+    flops, collectives, largest, unknown, library = totals.of(entry)
     return ProgramCost(flops=flops, collective_bytes=int(sum(b for _, b in collectives.values())),
                        collectives={k: [int(c), int(b)] for k, (c, b) in sorted(collectives.items())},
-                       largest_collective=int(largest), unknown_trip_counts=int(unknown))
+                       largest_collective=int(largest), unknown_trip_counts=int(unknown),
+                       library_calls=int(library))
 
 
 def compiled_cost(compiled) -> dict:
@@ -83,10 +88,11 @@ class _Totals:
     def _of(self, name: str):
         instructions = self.computations[name]
         shapes = {i.name: i.type for i in instructions}
-        flops, largest, unknown = 0.0, 0.0, 0
+        flops, largest, unknown, library = 0.0, 0.0, 0, 0
         collectives: dict = {}
         for inst in instructions:
             flops += _flops(inst, shapes)
+            library += inst.opcode == "custom-call" and bool(LIBRARY_MATH.search(inst.attributes))
             kind = _collective(inst.opcode)
             if kind:
                 moved = _moved_bytes(inst, shapes)
@@ -94,13 +100,13 @@ class _Totals:
                 collectives[kind] = (calls + 1, total + moved)
                 largest = max(largest, moved)
             for callee, times, known in _callees(inst):
-                f, c, big, u = self.of(callee)
-                flops += times * f
+                f, c, big, u, lib = self.of(callee)
+                flops, library = flops + times * f, library + times * lib
                 for k, (n, b) in c.items():
                     calls, total = collectives.get(k, (0, 0))
                     collectives[k] = (calls + times * n, total + times * b)
                 largest, unknown = max(largest, big), unknown + u + (0 if known else 1)
-        return flops, collectives, largest, unknown
+        return flops, collectives, largest, unknown, library
 
 
 def _callees(inst: _Instruction):

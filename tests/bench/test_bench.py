@@ -50,6 +50,22 @@ def test_ratios_pick_fastest_peer_and_skip_errors():
     assert "| 6.0 | 90.0 | 30.0 |" in side_by_side.markdown(recs, [row], {"gemm_peak_gflops": 200.0})
 
 
+def test_a_gpu_step_whose_library_calls_hide_its_flops_takes_the_cpu_count(tmp_path):
+    gpu = [dict(impl="fewjax (trainer step)", workload="W1", tasks_per_s=100.0, gflop_per_task=0.24,
+                library_ops={"custom-call(": 42}),
+           dict(impl="torchfunc", workload="W1", tasks_per_s=50.0)]
+    (row,) = side_by_side.ratios(gpu, peak_gflops=1000.0)
+    assert row["gflop_per_task"] is None and row["fewjax_percent_of_peak"] is None  # never the undercount
+    cpu = tmp_path / "side_by_side.json"
+    cpu.write_text(json.dumps({"meta": {"machine": "2-core CPU"}, "records": [
+        dict(impl="fewjax (trainer step)", workload="W1", gflop_per_task=5.0, library_ops={"ynn_fusion": 3})]}))
+    (row,) = side_by_side.ratios(gpu, peak_gflops=1000.0, fallback_gflop=side_by_side.cpu_counted_gflop(cpu))
+    assert row["gflop_per_task"] == 5.0 and row["gflop_counted_on_cpu"] and row["fewjax_percent_of_peak"] == 50.0
+    assert "5.0 (CPU count)" in side_by_side.markdown(gpu, [row], {})
+    cpu.write_text(json.dumps({"meta": {"machine": "gpu: NVIDIA H200 x 1"}, "records": []}))
+    assert side_by_side.cpu_counted_gflop(cpu) == {}
+
+
 def test_peer_json_lines_ignore_noise():
     out = side_by_side._json_lines('warning\n{"a": 1}\n{broken\n {"b": 2}\n')
     assert out == [{"a": 1}, {"b": 2}]

@@ -92,6 +92,22 @@ def test_a_loop_without_a_known_trip_count_is_flagged():
     assert cost.unknown_trip_counts == 1 and cost.collectives["all-reduce"][0] == 1
 
 
+def test_library_calls_are_counted_apart_from_flops():
+    """A GPU program's cuDNN convolutions are custom-calls without an HLO body: flagged, not priced."""
+    hlo = """HloModule m
+ENTRY %main (x: f32[8,28,28,1], w: f32[3,3,1,64]) -> f32[8,28,28,64] {
+  %x = f32[8,28,28,1]{3,2,1,0} parameter(0)
+  %w = f32[3,3,1,64]{3,2,1,0} parameter(1)
+  %conv = (f32[8,28,28,64]{3,2,1,0}, u8[0]{0}) custom-call(%x, %w), window={size=3x3 pad=1_1x1_1}, dim_labels=b01f_01io->b01f, custom_call_target="__cudnn$convForward"
+  %out = f32[8,28,28,64]{3,2,1,0} get-tuple-element(%conv), index=0
+  ROOT %y = f32[8,28,28,64]{3,2,1,0} add(%out, %out)
+}
+"""
+    cost = program_cost(hlo)
+    assert cost.library_calls == 1 and cost.flops == 8 * 28 * 28 * 64
+    assert program_cost(hlo.replace("__cudnn$convForward", "Sharding")).library_calls == 0
+
+
 def test_text_without_an_entry_is_a_clear_error():
     with pytest.raises(ValueError, match="no ENTRY computation"):
         program_cost("HloModule m\n")
