@@ -23,7 +23,7 @@ CURVES = ROOT / "bench" / "results" / "curves"
 PLOTS = ROOT / "docs" / "curves"
 sys.path.insert(0, str(ROOT / "bench"))
 
-from reproduce import PUBLISHED  # noqa: E402
+from reproduce import PUBLISHED, RESULTS, read_records  # noqa: E402
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -69,6 +69,17 @@ def _pyplot():
     return plt
 
 
+def _hardware(run: str) -> str:
+    """The machine that trained `run`, as its latest record in bench/results/reproduction.jsonl names it."""
+    named = [r["hardware"] for r in read_records(RESULTS) if r.get("run") == run and r.get("hardware")]
+    if not named:
+        return "this machine"
+    platform, _, rest = named[-1].partition(":")  # "gpu:NVIDIA H200 x1 (16 host cores)", "cpu:cpu x1 (2 host cores)"
+    if platform == "cpu":
+        return f"a {rest.partition('(')[2].split()[0]}-core CPU" if "(" in rest else "a CPU"
+    return rest.split(" x")[0]
+
+
 def _published(header: dict, setting: str):
     """The published test accuracy of the run's method and setting; None off the Vinyals split (the published
     table is that split's)."""
@@ -110,7 +121,7 @@ def plot(name: str, *, curves: Path = CURVES, out: Path = PLOTS) -> Path:
     seconds = sum(s.get("seconds", 0) for s in header.get("segments", []))
     last = max((r["step"] for r in rows), default=0)
     fig.suptitle(f"{name}: {header.get('method')}, trained {header.get('ways')}-way {header.get('shots')}-shot, "
-                 f"{last} steps, {seconds / 3600:.1f} h on this machine", fontsize=10)
+                 f"{last} steps, {seconds / 3600:.1f} h on {_hardware(name)}", fontsize=10)
     return _save(fig, out, name)
 
 

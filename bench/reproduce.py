@@ -313,7 +313,9 @@ def _trained(r: dict) -> tuple[int, str]:
 
 def _wall(r: dict) -> str:
     unrecorded = r.get("segments_unrecorded")
-    return f"{r['train_wall_seconds'] / 60:.1f} min" + (f" + {unrecorded} unrecorded segment" if unrecorded else "")
+    platform, _, device = r.get("hardware", "").partition(":")
+    return (f"{r['train_wall_seconds'] / 60:.1f} min" + (f" + {unrecorded} unrecorded segment" if unrecorded else "")
+            + (f" on one {device.split(' x')[0]}" if platform == "gpu" else ""))
 
 
 def _training(r: dict) -> str:
