@@ -2,8 +2,10 @@
 
     python bench/device_summary.py DIR      # DIR: $OUT of the device call, or bench/results/device_check
 
-For W1-W4: fewjax's tasks/s, the fastest peer's, the ratio, and, where the record carries XLA's GFLOP per task,
-the achieved GFLOP/s as a fraction of the float32 matrix-product peak measured in the same run (bench/peak.py).
+For W1-W4: fewjax's tasks/s, the fastest peer's, the ratio, and the achieved GFLOP/s as a fraction of the float32
+matrix-product peak measured in the same run (bench/peak.py). GFLOP per task is the record's own count, or, where
+the device's step calls a library that hides its FLOPs (cuDNN, cuBLAS), the CPU-compiled step's count
+(bench/side_by_side.py's `cpu_counted_gflop`), marked "(CPU count)".
 Then W5 (600 evaluation episodes) and the encoder forward. Missing pieces are said, not skipped silently.
 """
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from side_by_side import recorded_gflop, cpu_counted_gflop  # noqa: E402
 
 
 def _load(path: Path):
@@ -34,6 +39,7 @@ def workload_rows(directory: Path, peak: float | None) -> list[str]:
     records = side.get("records", []) + (_load(directory / "fewjax.jsonl") or [])
     lines = ["| workload | fewjax tasks/s | fastest peer | peer tasks/s | fewjax / peer | GFLOP per task | "
              "fraction of the f32 peak |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    cpu_counted = cpu_counted_gflop()
     for w in ("W1", "W2", "W3", "W4"):
         ours = [r for r in records if r.get("workload") == w and r.get("impl", "").startswith("fewjax (trainer step)")
                 and "[" not in r.get("impl", "") and "tasks_per_s" in r]
@@ -45,11 +51,13 @@ def workload_rows(directory: Path, peak: float | None) -> list[str]:
             continue
         f = ours[-1]
         best = max(peers, key=lambda r: r["tasks_per_s"]) if peers else None
-        gflop = f.get("gflop_per_task")
+        gflop, source = recorded_gflop(f), ""
+        if gflop is None and w in cpu_counted:
+            gflop, source = cpu_counted[w], " (CPU count)"
         fraction = f"{f['tasks_per_s'] * gflop / peak:.1%}" if gflop and peak else "n/a"
         ratio = f"{f['tasks_per_s'] / best['tasks_per_s']:.2f}x" if best else ""
         lines.append(f"| {w} | {f['tasks_per_s']} | {best['impl'] if best else 'none'} | "
-                     f"{best['tasks_per_s'] if best else ''} | {ratio} | {gflop or 'n/a'} | {fraction} |")
+                     f"{best['tasks_per_s'] if best else ''} | {ratio} | {gflop or 'n/a'}{source} | {fraction} |")
     return lines
 
 

@@ -174,7 +174,7 @@ def _percent_of_peak(tasks_per_s: float, gflop_per_task: float | None, peak: flo
     return round(100 * tasks_per_s * gflop_per_task / peak, 1)
 
 
-def _own_gflop(record: dict) -> float | None:
+def recorded_gflop(record: dict) -> float | None:
     """A fewjax record's GFLOP per task, None where its step called a math library whose FLOPs its HLO hides (a GPU
     step's cuDNN / cuBLAS custom-calls; records written before bench/throughput.py said so show them in
     `library_ops`)."""
@@ -190,7 +190,7 @@ def cpu_counted_gflop(path: Path = RESULTS / "side_by_side.json") -> dict[str, f
     if str(doc.get("meta", {}).get("machine", "")).startswith("gpu"):
         return {}
     return {r["workload"]: r["gflop_per_task"] for r in doc["records"]
-            if r.get("impl") == "fewjax (trainer step)" and _own_gflop(r)}
+            if r.get("impl") == "fewjax (trainer step)" and recorded_gflop(r)}
 
 
 def ratios(records: list[dict], peak_gflops: float | None = None,
@@ -206,7 +206,7 @@ def ratios(records: list[dict], peak_gflops: float | None = None,
             continue
         f = ours[0]
         best = max(peers, key=lambda r: r["tasks_per_s"])
-        gflop = _own_gflop(f)  # bench/throughput.py: loops counted by trip count; None where one is unknown
+        gflop = recorded_gflop(f)  # bench/throughput.py: loops counted by trip count; None where one is unknown
         counted_on_cpu = gflop is None and w in (fallback_gflop or {})
         gflop = fallback_gflop[w] if counted_on_cpu else gflop
         rows.append(dict(gflop_counted_on_cpu=counted_on_cpu,
