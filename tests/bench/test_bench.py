@@ -272,6 +272,20 @@ def test_reproduction_table_puts_each_reptile_row_beside_its_own_protocol(tmp_pa
     assert alone.startswith("| reptile | 5w1s (non-transductive) | 95.39 | 95.00 ± 0.40 |")
 
 
+def test_a_run_trained_on_a_gpu_says_so_in_the_table_and_on_its_curve(tmp_path, monkeypatch):
+    from bench import curves, reproduce
+
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "reproduction.jsonl")
+    monkeypatch.setattr(curves, "RESULTS", tmp_path / "reproduction.jsonl")
+    row = dict(method="maml", setting="5w1s", accuracy=0.97, ci95=0.003, step=900, trained_steps=900, run="g",
+               train_wall_seconds=270.0, train_load_average=0.8, hardware="gpu:NVIDIA H200 x1 (16 host cores)")
+    cpu = {**row, "run": "c", "setting": "5w5s", "hardware": "cpu:cpu x1 (2 host cores)"}
+    (tmp_path / "reproduction.jsonl").write_text(json.dumps(row) + "\n" + json.dumps(cpu) + "\n")
+    assert "| 4.5 min on one NVIDIA H200 |" in reproduce.table()
+    assert "| 4.5 min |" in reproduce.table()  # the CPU row
+    assert [curves._hardware(r) for r in ("g", "c", "absent")] == ["NVIDIA H200", "a 2-core CPU", "this machine"]
+
+
 def test_reproduction_table_shows_the_most_trained_run_of_each_setting_and_what_it_changed(tmp_path, monkeypatch):
     from bench import reproduce
 
