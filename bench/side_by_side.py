@@ -209,8 +209,8 @@ def ratios(records: list[dict], peak_gflops: float | None = None,
         gflop = recorded_gflop(f)  # bench/throughput.py: loops counted by trip count; None where one is unknown
         counted_on_cpu = gflop is None and w in (fallback_gflop or {})
         gflop = fallback_gflop[w] if counted_on_cpu else gflop
-        rows.append(dict(gflop_counted_on_cpu=counted_on_cpu,
-            gflop_per_task=gflop, fewjax_percent_of_peak=_percent_of_peak(f["tasks_per_s"], gflop, peak_gflops),
+        rows.append(dict(
+            gflop_per_task=gflop, gflop_counted_on_cpu=counted_on_cpu, fewjax_percent_of_peak=_percent_of_peak(f["tasks_per_s"], gflop, peak_gflops),
             peer_percent_of_peak=_percent_of_peak(best["tasks_per_s"], gflop, peak_gflops),
             workload=w, fewjax_tasks_per_s=f["tasks_per_s"], fastest_peer=best["impl"],
             peer_tasks_per_s=best["tasks_per_s"], speedup=round(f["tasks_per_s"] / best["tasks_per_s"], 3),
