@@ -74,6 +74,10 @@ PEERS=${PEERS:-}
 for candidate in shared/peers ../shared/bench/peers; do
   [ -z "$PEERS" ] && [ -f "$candidate/common.py" ] && PEERS=$candidate
 done
+if [ -n "$PEERS" ] && [ ! -f "$PEERS/common.py" ]; then
+  echo "PEERS=$PEERS holds no peer scripts (common.py): fewjax alone" | tee -a "$LOG" >&2
+  PEERS=
+fi
 TORCH_PY=${TORCH_PYTHON:-}
 if [ -z "$TORCH_PY" ]; then
   for candidate in "$PY" /work/venv-torch/bin/python; do
