@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from side_by_side import recorded_gflop, cpu_counted_gflop  # noqa: E402
+from side_by_side import cpu_counted_gflop, gflop_cell, workload_gflop  # noqa: E402
 
 
 def _load(path: Path):
@@ -51,13 +51,11 @@ def workload_rows(directory: Path, peak: float | None) -> list[str]:
             continue
         f = ours[-1]
         best = max(peers, key=lambda r: r["tasks_per_s"]) if peers else None
-        gflop, source = recorded_gflop(f), ""
-        if gflop is None and w in cpu_counted:
-            gflop, source = cpu_counted[w], " (CPU count)"
+        gflop, counted_on_cpu = workload_gflop(f, w, cpu_counted)
         fraction = f"{f['tasks_per_s'] * gflop / peak:.1%}" if gflop and peak else "n/a"
         ratio = f"{f['tasks_per_s'] / best['tasks_per_s']:.2f}x" if best else ""
         lines.append(f"| {w} | {f['tasks_per_s']} | {best['impl'] if best else 'none'} | "
-                     f"{best['tasks_per_s'] if best else ''} | {ratio} | {gflop or 'n/a'}{source} | {fraction} |")
+                     f"{best['tasks_per_s'] if best else ''} | {ratio} | {gflop_cell(gflop, counted_on_cpu) if gflop else 'n/a'} | {fraction} |")
     return lines
 
 

@@ -113,7 +113,7 @@ def speed_table(path: Path = RESULTS / "side_by_side.json") -> str:
     for r in doc["ratios"]:
         out.append(f"| {WORKLOAD_NAMES.get(r['workload'], r['workload'])} | {r['fewjax_tasks_per_s']} | "
                    f"{r['peer_tasks_per_s']} ({r['fastest_peer']}) | **{r['speedup']}x** | "
-                   f"{dash(r['gflop_per_task'])}{' (CPU count)' if r.get('gflop_counted_on_cpu') else ''} | "
+                   f"{side_by_side.gflop_cell(r['gflop_per_task'], r.get('gflop_counted_on_cpu', False))} | "
                    f"{dash(r['fewjax_percent_of_peak'])} | {dash(r['peer_percent_of_peak'])} | "
                    f"{r['fewjax_step_rss_delta_mb']} MB | {r['peer_step_rss_delta_mb']} MB |")
     peak = meta.get("gemm_peak_gflops")

@@ -193,6 +193,19 @@ def cpu_counted_gflop(path: Path = RESULTS / "side_by_side.json") -> dict[str, f
             if r.get("impl") == "fewjax (trainer step)" and recorded_gflop(r)}
 
 
+def workload_gflop(record: dict, workload: str, fallback: dict[str, float] | None) -> tuple[float | None, bool]:
+    """(GFLOP per task, whether it is `fallback`'s CPU count): the record's own count where it has one."""
+    own = recorded_gflop(record)
+    if own is None and workload in (fallback or {}):
+        return fallback[workload], True
+    return own, False
+
+
+def gflop_cell(gflop: float | None, counted_on_cpu: bool) -> str:
+    """A table cell for GFLOP per task: "-" when unknown, "(CPU count)" after a count taken from the CPU step."""
+    return ("-" if gflop is None else str(gflop)) + (" (CPU count)" if counted_on_cpu else "")
+
+
 def ratios(records: list[dict], peak_gflops: float | None = None,
            fallback_gflop: dict[str, float] | None = None) -> list[dict]:
     """Per workload: fewjax tasks/s over the fastest peer's, GFLOP per task and the fraction of the GEMM peak each
@@ -206,9 +219,7 @@ def ratios(records: list[dict], peak_gflops: float | None = None,
             continue
         f = ours[0]
         best = max(peers, key=lambda r: r["tasks_per_s"])
-        gflop = recorded_gflop(f)  # bench/throughput.py: loops counted by trip count; None where one is unknown
-        counted_on_cpu = gflop is None and w in (fallback_gflop or {})
-        gflop = fallback_gflop[w] if counted_on_cpu else gflop
+        gflop, counted_on_cpu = workload_gflop(f, w, fallback_gflop)  # loops counted by trip count (throughput.py)
         rows.append(dict(
             gflop_per_task=gflop, gflop_counted_on_cpu=counted_on_cpu, fewjax_percent_of_peak=_percent_of_peak(f["tasks_per_s"], gflop, peak_gflops),
             peer_percent_of_peak=_percent_of_peak(best["tasks_per_s"], gflop, peak_gflops),
@@ -236,7 +247,7 @@ def markdown(records: list[dict], rows: list[dict], meta: dict) -> str:
                     "does not show, and the workload's FLOPs do not depend on the device."]
     dash = lambda v: "-" if v is None else v  # noqa: E731
     for r in rows:
-        gflop = f"{dash(r.get('gflop_per_task'))}{' (CPU count)' if r.get('gflop_counted_on_cpu') else ''}"
+        gflop = gflop_cell(r.get("gflop_per_task"), r.get("gflop_counted_on_cpu", False))
         out.append(f"| {r['workload']} | {r['fewjax_tasks_per_s']} | {r['fastest_peer']} | {r['peer_tasks_per_s']} | "
                    f"**{r['speedup']}x** | {gflop} | {dash(r.get('fewjax_percent_of_peak'))} | "
                    f"{dash(r.get('peer_percent_of_peak'))} | {r['fewjax_xla_peak_mb']} | {r['fewjax_step_rss_delta_mb']} | "
