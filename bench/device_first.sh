@@ -11,9 +11,10 @@
 #     higher==0.2.1
 # Then, with the device tool: run(command="python3 -m pip install -q --no-index --no-deps .whl/*.whl &&
 #   bash bench/device_first.sh", timeout_s=590). Install the wheels into the interpreter, not with --target and
-# PYTHONPATH: reproduce.py sets train.py's PYTHONPATH to the checkout. An H200 trained 114 MAML steps/s overall
-# (compile, validation and checkpoints included), so the whole 60,000-step schedule is CHECK_BUDGET=0
-# MAML_SECONDS=540 with timeout_s=600 (bench/README.md, "On a GPU").
+# PYTHONPATH: reproduce.py sets train.py's PYTHONPATH to the checkout. An H200 trained 97 MAML steps/s overall
+# (compile, validation every 1,000 steps and checkpoints included), so the whole 60,000-step schedule is
+# CHECK_BUDGET=0 MAML_SECONDS=535 with timeout_s=600, then at once the same command with MAML_SECONDS=150 on the
+# still-warm machine, which resumes and finishes (bench/README.md, "On a GPU").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/results/device_first}
