@@ -112,7 +112,7 @@ PLAIN_JAX = ("task_loop=vmap", "model.conv_grad=xla")  # the program without the
 
 def run_fewjax(workload: str, *, steps: int, warmup: int, timeout: float, overrides=()) -> dict:
     cmd = [sys.executable, str(HERE / "throughput.py"), "--workload", workload, "--steps", str(steps),
-           "--warmup", str(warmup)] + [a for kv in overrides for a in ("--set", kv)]
+           "--warmup", str(warmup), "--no-save"] + [a for kv in overrides for a in ("--set", kv)]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     impl = "fewjax (trainer step)" + (f" [{', '.join(overrides)}]" if overrides else "")
     return _run(cmd, env=env, cwd=ROOT, timeout=timeout, impl=impl, workload=workload)
@@ -155,9 +155,10 @@ def cpu_model() -> str:
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
 
 
-def measure_peak(timeout: float) -> float | None:
-    """This machine's float32 GEMM GFLOP/s now (bench/peak.py in its own process), or None if it failed."""
-    out = RESULTS / "peak_side_by_side.json"
+def measure_peak(timeout: float, results: Path = RESULTS) -> float | None:
+    """This machine's float32 GEMM GFLOP/s now (bench/peak.py in its own process, its record in `results`), or None
+    if it failed."""
+    out = results / "peak_side_by_side.json"
     cmd = [sys.executable, str(HERE / "peak.py"), "--repeats", "5", "--out", str(out)]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     try:
@@ -323,7 +324,7 @@ def main(argv=None) -> dict:
                                        f"{os.cpu_count()}-core CPU ({os.uname().machine}, {cpu_model()})"),
                 torch_python=args.torch_python, peer_device=os.environ.get("PEER_DEVICE", "cpu"))
     print("== float32 GEMM peak", file=sys.stderr, flush=True)
-    meta["gemm_peak_gflops"] = measure_peak(args.timeout)
+    meta["gemm_peak_gflops"] = measure_peak(args.timeout, results)
     records = []
     for w in workloads:
         todo = [("fewjax", None)] + ([("plain", None)] if w in args.plain_jax.split(",") else [])

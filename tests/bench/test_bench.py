@@ -1,6 +1,7 @@
 """Benchmark scripts: argument errors, the ratio table, and one tiny end-to-end step (slow)."""
 import json
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -64,6 +65,28 @@ def test_a_gpu_step_whose_library_calls_hide_its_flops_takes_the_cpu_count(tmp_p
     assert "5.0 (CPU count)" in side_by_side.markdown(gpu, [row], {})
     cpu.write_text(json.dumps({"meta": {"machine": "gpu: NVIDIA H200 x 1"}, "records": []}))
     assert side_by_side.cpu_counted_gflop(cpu) == {}
+
+
+def test_side_by_side_writes_only_under_its_out_folder(tmp_path, monkeypatch):
+    """--out keeps every file of the run there: the peak's record too, and throughput.py runs with --no-save."""
+    commands = []
+
+    def fake_run(cmd, **kw):
+        commands.append(cmd)
+        if "peak.py" in cmd[1]:
+            Path(cmd[cmd.index("--out") + 1]).write_text("{}")
+            return subprocess.CompletedProcess(cmd, 0, stdout='{"gflops_best": 100.0}\n', stderr="")
+        rec = dict(workload="W4", impl="x", tasks_per_s=2.0, gflop_per_task=1.0)
+        return subprocess.CompletedProcess(cmd, 0, stdout=json.dumps(rec) + "\n", stderr="")
+
+    monkeypatch.setattr(side_by_side.subprocess, "run", fake_run)
+    before = {p: p.stat().st_mtime_ns for p in side_by_side.RESULTS.glob("*")}
+    doc = side_by_side.main(["--workloads", "W4", "--torch-python", sys.executable, "--out", str(tmp_path)])
+    assert doc["meta"]["gemm_peak_gflops"] == 100.0
+    assert {p.name for p in tmp_path.iterdir()} >= {"peak_side_by_side.json", "side_by_side.json", "side_by_side.md"}
+    assert {p: p.stat().st_mtime_ns for p in side_by_side.RESULTS.glob("*")} == before
+    (fewjax_cmd,) = [c for c in commands if "throughput.py" in c[1]]
+    assert "--no-save" in fewjax_cmd
 
 
 def test_peer_json_lines_ignore_noise():
