@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What to run first on a lent GPU, as ONE device call of under 10 minutes:
 #   1. bench/device_check.sh (peak, W1-W4 against the peers, W5, encoder), within CHECK_BUDGET seconds (0: skipped);
-#   2. the MAML 5w1s reproduction on the published settings for MAML_SECONDS of training (SIGTERM, checkpoint,
-#      then 600 test episodes of the best checkpoint), recorded as a partial run with its curve.
+#   2. the reproduction of PRESET (default maml_5w1s: configs/omniglot_maml.py:5w1s; also e.g. fomaml_5w1s,
+#      maml_20w1s) on the published settings for TRAIN_SECONDS of training (SIGTERM, checkpoint, then 600 test
+#      episodes of the best checkpoint), recorded as run PRESET_gpu (partial until its schedule ends) with its curve.
 # Everything lands in $OUT (device_check/, reproduction.jsonl, curves/) to be committed under bench/results/.
 #
 # Before the call, on the development machine (shared/ and .whl/ are git-ignored and travel with the call):
@@ -13,19 +14,24 @@
 #   bash bench/device_first.sh", timeout_s=590). Install the wheels into the interpreter, not with --target and
 # PYTHONPATH: reproduce.py sets train.py's PYTHONPATH to the checkout. An H200 trained 97 MAML steps/s overall
 # (compile, validation every 1,000 steps and checkpoints included), so the whole 60,000-step schedule is
-# CHECK_BUDGET=0 MAML_SECONDS=535 with timeout_s=600, then at once the same command with MAML_SECONDS=150 on the
+# CHECK_BUDGET=0 TRAIN_SECONDS=535 with timeout_s=600, then at once the same command with TRAIN_SECONDS=150 on the
 # still-warm machine, which resumes and finishes (bench/README.md, "On a GPU").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/results/device_first}
 CHECK_BUDGET=${CHECK_BUDGET:-240}
-MAML_SECONDS=${MAML_SECONDS:-240}
+PRESET=${PRESET:-maml_5w1s}
+TRAIN_SECONDS=${TRAIN_SECONDS:-${MAML_SECONDS:-240}}   # MAML_SECONDS: the name before PRESET existed
 PY=${PYTHON:-python3}
+CONFIG="configs/omniglot_${PRESET%_*}.py:${PRESET##*_}"
+RUN="${PRESET}_gpu"
+[[ -f "${CONFIG%:*}" && "${PRESET##*_}" =~ ^(5|20)w(1|5)s$ ]] ||
+  { echo "PRESET=$PRESET: no preset ${CONFIG#configs/}; use METHOD_WAYSwSHOTSs, e.g. maml_5w1s or fomaml_20w1s" >&2; exit 2; }
 mkdir -p "$OUT"
 [ "$CHECK_BUDGET" -gt 0 ] && OUT="$OUT/device_check" PYTHON="$PY" bash bench/device_check.sh --budget "$CHECK_BUDGET"
 export FEWJAX_DATA_DIR=${FEWJAX_DATA_DIR:-$PWD/shared/data/omniglot}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-"$PY" bench/reproduce.py run maml_5w1s_gpu --time-limit "$MAML_SECONDS" --partial -- \
-  --config configs/omniglot_maml.py:5w1s --config.eval_every=1000 --config.checkpoint_every=1000 2>&1 | tail -5
+"$PY" bench/reproduce.py run "$RUN" --time-limit "$TRAIN_SECONDS" --partial -- \
+  --config "$CONFIG" --config.eval_every=1000 --config.checkpoint_every=1000 2>&1 | tail -5
 cp bench/results/reproduction.jsonl "$OUT/reproduction.jsonl"
-"$PY" bench/curves.py record maml_5w1s_gpu --every 100 && cp bench/results/curves/maml_5w1s_gpu.jsonl "$OUT/"
+"$PY" bench/curves.py record "$RUN" --every 100 && cp "bench/results/curves/$RUN.jsonl" "$OUT/"
