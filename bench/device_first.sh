@@ -3,7 +3,8 @@
 #   1. bench/device_check.sh (peak, W1-W4 against the peers, W5, encoder), within CHECK_BUDGET seconds (0: skipped);
 #   2. the reproduction of PRESET (default maml_5w1s: configs/omniglot_maml.py:5w1s; also e.g. fomaml_5w1s,
 #      maml_20w1s) on the published settings for TRAIN_SECONDS of training (SIGTERM, checkpoint, then 600 test
-#      episodes of the best checkpoint), recorded as run PRESET_gpu (partial until its schedule ends) with its curve.
+#      episodes of the best checkpoint, then 3,000 of Finn et al.'s protocol), recorded as run PRESET_gpu (partial
+#      until its schedule ends) with its curve.
 # Everything lands in $OUT (device_check/, reproduction.jsonl, curves/) to be committed under bench/results/.
 #
 # Before the call, on the development machine (shared/ and .whl/ are git-ignored and travel with the call):
@@ -25,6 +26,7 @@ TRAIN_SECONDS=${TRAIN_SECONDS:-${MAML_SECONDS:-240}}   # MAML_SECONDS: the name 
 PY=${PYTHON:-python3}
 CONFIG="configs/omniglot_${PRESET%_*}.py:${PRESET##*_}"
 RUN="${PRESET}_gpu"
+SHOTS=${PRESET##*w}; SHOTS=${SHOTS%s}
 [[ -f "${CONFIG%:*}" && "${PRESET##*_}" =~ ^(5|20)w(1|5)s$ ]] ||
   { echo "PRESET=$PRESET: no preset ${CONFIG#configs/}; use METHOD_WAYSwSHOTSs, e.g. maml_5w1s or fomaml_20w1s" >&2; exit 2; }
 mkdir -p "$OUT"
@@ -33,5 +35,9 @@ export FEWJAX_DATA_DIR=${FEWJAX_DATA_DIR:-$PWD/shared/data/omniglot}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" bench/reproduce.py run "$RUN" --time-limit "$TRAIN_SECONDS" --partial -- \
   --config "$CONFIG" --config.eval_every=1000 --config.checkpoint_every=1000 2>&1 | tail -5
+# Finn et al.'s own test as well (their code draws `shots` queries per class; 3,000 episodes), the
+# protocol of the CPU rows of fomaml and reptile; the table shows the latest record of a run.
+"$PY" bench/reproduce.py run "$RUN" --no-train --partial --eval "${PRESET##*_}" --queries "$SHOTS" \
+  --episodes 3000 2>&1 | tail -1
 cp bench/results/reproduction.jsonl "$OUT/reproduction.jsonl"
 "$PY" bench/curves.py record "$RUN" --every 100 && cp "bench/results/curves/$RUN.jsonl" "$OUT/"
