@@ -1,7 +1,8 @@
 """MAML (second order) on Omniglot (Finn et al. 2017), Vinyals split, 28x28, rotations as classes, conv4.
 
 Run:       python train.py --config configs/omniglot_maml.py:5w1s --workdir runs/omniglot_maml_5w1s
-Run time:  published schedule 60,000 meta-steps: GPU about 1-2 h (5-way); CPU (2 cores) about 2.4 s/step at 5-way
+Run time:  published schedule 60,000 meta-steps: one H200 10.3 min at 5-way 1-shot (97 steps/s overall, measured
+           2026-12-04: 97.71 ± 0.28 on 600 test episodes); CPU (2 cores) about 2.4 s/step at 5-way
            meta-batch 32 with the max-pool conv4 (1,000 steps: 40 min, 94.1% 5w1s), i.e. ~40 h for the full
            schedule (less with stride-2 convolutions): shorten it with --config.total_steps.
 Expected:  published 5w1s 98.7, 5w5s 99.9, 20w1s 95.8, 20w5s 98.9 (Finn et al. 2017);
