@@ -87,12 +87,16 @@ def setfit_table() -> str:
     ours = jsonl("setfit_side_by_side.jsonl")
     if not peer or not ours:
         return "(no setfit_peer.jsonl / setfit_side_by_side.jsonl yet: bench/peers_text/README.md)"
-    out = ["| implementation | preset | episodes | accuracy (%) ± ci95 | s / episode | load |",
-           "| --- | --- | --- | --- | --- | --- |"]
+    out = ["| implementation | preset | episodes | accuracy (%) ± ci95 | s / episode | median s / episode | load |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in ours + peer:
-        load = r.get("load_average_1m", (r.get("loadavg_end") or [float("nan")])[0])
+        if "loadavg_start" in r:  # the peer's episodes are timed one by one, from the start load to the end load
+            load = f"{r['loadavg_start'][0]:.1f} → {r['loadavg_end'][0]:.1f}"
+        else:
+            load = f"{float(r.get('load_average_1m', float('nan'))):.1f}"
+        median = r.get("seconds_per_episode_median")
         out.append(f"| {r['impl']} | {r['preset']} | {r['episodes']} | {100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f} | "
-                   f"{r['seconds_per_episode']:.1f} | {float(load):.1f} |")
+                   f"{r['seconds_per_episode']:.1f} | {'' if median is None else f'{median:.1f}'} | {load} |")
     return "\n".join(out)
 
 
