@@ -36,7 +36,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" bench/reproduce.py run "$RUN" --time-limit "$TRAIN_SECONDS" --partial -- \
   --config "$CONFIG" --config.eval_every=1000 --config.checkpoint_every=1000 2>&1 | tail -5
 # Finn et al.'s own test as well (their code draws `shots` queries per class; 3,000 episodes), the
-# protocol of the CPU rows of fomaml and reptile; the table shows the latest record of a run.
+# protocol of the CPU rows of fomaml and reptile; the results table shows the most-trained run's latest record.
 "$PY" bench/reproduce.py run "$RUN" --no-train --partial --eval "${PRESET##*_}" --queries "$SHOTS" \
   --episodes 3000 2>&1 | tail -1
 cp bench/results/reproduction.jsonl "$OUT/reproduction.jsonl"
