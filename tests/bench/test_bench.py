@@ -173,6 +173,17 @@ def test_device_check_runs_on_the_cpu(tmp_path):
     assert all("not run" not in rows[f"| {w}"] and "n/a" not in rows[f"| {w}"] for w in ("W1", "W4"))  # --quick's
 
 
+@pytest.mark.parametrize("preset", ["maml_5x", "nosuch_5w1s", "maml20w1s"])
+def test_device_first_refuses_an_unknown_preset_before_anything_runs(tmp_path, preset):
+    import os
+
+    env = dict(os.environ, OUT=str(tmp_path / "out"), PRESET=preset, PYTHON="/nonexistent/python")
+    p = subprocess.run(["bash", str(ROOT / "bench" / "device_first.sh")], env=env, cwd=ROOT, capture_output=True,
+                       text=True)
+    assert p.returncode == 2 and f"PRESET={preset}: no preset" in p.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow  # two trainings and three evaluations in subprocesses
 def test_reproduce_records_finished_and_partial_runs(tmp_path, monkeypatch):
     from bench import reproduce
