@@ -184,6 +184,22 @@ def test_device_first_refuses_an_unknown_preset_before_anything_runs(tmp_path, p
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("args, message", [([], "usage: bash bench/text_device.sh pack|receive|run"),
+                                           (["receive"], "no .xfer/a/weights.part: carry .xfer/a"),
+                                           (["run"], "missing a half: 'receive' with .xfer/a first")])
+def test_text_device_stops_with_what_to_do(tmp_path, args, message):
+    """Outside a prepared checkout (a copy of the script alone), each mode says what is missing and runs nothing."""
+    import shutil
+
+    (tmp_path / "bench").mkdir()
+    shutil.copy(ROOT / "bench" / "text_device.sh", tmp_path / "bench")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
+    p = subprocess.run(["bash", str(tmp_path / "bench" / "text_device.sh"), *args], env=env, capture_output=True,
+                       text=True)
+    assert p.returncode == 2 and message in p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["bench"]
+
+
 @pytest.mark.slow  # two trainings and three evaluations in subprocesses
 def test_reproduce_records_finished_and_partial_runs(tmp_path, monkeypatch):
     from bench import reproduce
