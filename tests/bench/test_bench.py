@@ -74,17 +74,16 @@ def test_side_by_side_writes_only_under_its_out_folder(tmp_path, monkeypatch):
     def fake_run(cmd, **kw):
         commands.append(cmd)
         if "peak.py" in cmd[1]:
-            Path(cmd[cmd.index("--out") + 1]).write_text("{}")
             return subprocess.CompletedProcess(cmd, 0, stdout='{"gflops_best": 100.0}\n', stderr="")
         rec = dict(workload="W4", impl="x", tasks_per_s=2.0, gflop_per_task=1.0)
         return subprocess.CompletedProcess(cmd, 0, stdout=json.dumps(rec) + "\n", stderr="")
 
     monkeypatch.setattr(side_by_side.subprocess, "run", fake_run)
-    before = {p: p.stat().st_mtime_ns for p in side_by_side.RESULTS.glob("*")}
     doc = side_by_side.main(["--workloads", "W4", "--torch-python", sys.executable, "--out", str(tmp_path)])
     assert doc["meta"]["gemm_peak_gflops"] == 100.0
-    assert {p.name for p in tmp_path.iterdir()} >= {"peak_side_by_side.json", "side_by_side.json", "side_by_side.md"}
-    assert {p: p.stat().st_mtime_ns for p in side_by_side.RESULTS.glob("*")} == before
+    assert {p.name for p in tmp_path.iterdir()} == {"side_by_side.json", "side_by_side.md"}
+    (peak_cmd,) = [c for c in commands if "peak.py" in c[1]]
+    assert Path(peak_cmd[peak_cmd.index("--out") + 1]) == tmp_path / "peak_side_by_side.json"
     (fewjax_cmd,) = [c for c in commands if "throughput.py" in c[1]]
     assert "--no-save" in fewjax_cmd
 
@@ -198,6 +197,51 @@ def test_text_device_stops_with_what_to_do(tmp_path, args, message):
                        text=True)
     assert p.returncode == 2 and message in p.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ["bench"]
+
+
+def test_device_first_runs_the_preset_and_finn_protocol(tmp_path):
+    import os
+
+    env = dict(os.environ, OUT=str(tmp_path / "out"), PRESET="maml_20w5s", TRAIN_SECONDS="7", CHECK_BUDGET="0",
+               PYTHON="echo")  # each python step prints its command line instead of running
+    p = subprocess.run(["bash", str(ROOT / "bench" / "device_first.sh")], env=env, cwd=ROOT, capture_output=True,
+                       text=True)
+    assert ("bench/reproduce.py run maml_20w5s_gpu --time-limit 7 --partial -- --config configs/omniglot_maml.py:20w5s"
+            in p.stdout)
+    assert "run maml_20w5s_gpu --no-train --partial --eval 20w5s --queries 5 --episodes 3000" in p.stdout
+    assert (tmp_path / "out" / "reproduction_new.jsonl").read_text() == ""  # nothing ran, so no record is new
+
+
+def test_text_device_carries_the_weights_in_two_halves(tmp_path):
+    import hashlib
+    import os
+    import shutil
+
+    src = tmp_path / "src"
+    model = src / "models" / "all-MiniLM-L6-v2"
+    model.mkdir(parents=True)
+    (src / "data" / "text").mkdir(parents=True)
+    weights = np.random.default_rng(0).bytes(1001)
+    (model / "model.safetensors").write_bytes(weights)
+    (model / "SHA256SUMS").write_text(f"{hashlib.sha256(weights).hexdigest()}  model.safetensors\n")
+    root = tmp_path / "root"
+    (root / "bench").mkdir(parents=True)
+    shutil.copy(ROOT / "bench" / "text_device.sh", root / "bench")
+    env = dict(os.environ, SHARED_SRC=str(src), TEXT_SECONDS="0", PYTHON="false", OUT=str(tmp_path / "out"),
+               TMPDIR=str(tmp_path))
+    script = ["bash", str(root / "bench" / "text_device.sh")]
+    subprocess.run(script + ["pack"], env=env, cwd=root, check=True, capture_output=True)
+    halves = [(root / ".xfer" / h / "weights.part").read_bytes() for h in "ab"]
+    assert halves[0] + halves[1] == weights and len(halves[0]) == 501
+    assert not (root / "shared" / "models" / "all-MiniLM-L6-v2" / "model.safetensors").exists()
+    subprocess.run(script + ["receive"], env=env, cwd=root, check=True, capture_output=True)
+    shutil.rmtree(root / ".xfer" / "a")  # as on the device: the first half comes from the receiving call's copy
+    p = subprocess.run(script + ["run"], env=env, cwd=root, capture_output=True, text=True)
+    assert p.returncode == 0 and "model.safetensors: OK" in p.stdout
+    assert not (root / "shared" / "models" / "all-MiniLM-L6-v2" / "model.safetensors").exists()  # removed on exit
+    (root / ".xfer" / "b" / "weights.part").write_bytes(halves[1][:-1] + b"x")
+    p = subprocess.run(script + ["run"], env=env, cwd=root, capture_output=True, text=True)
+    assert p.returncode == 1 and "FAILED" in p.stdout
 
 
 @pytest.mark.slow  # two trainings and three evaluations in subprocesses
