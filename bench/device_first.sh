@@ -42,14 +42,12 @@ export FEWJAX_DATA_DIR=${FEWJAX_DATA_DIR:-$PWD/shared/data/omniglot}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 records=bench/results/reproduction.jsonl
 before=$(wc -l < "$records")
-keep() {  # the records this call added, and the run's curve, into $OUT
-  tail -n +"$((before + 1))" "$records" > "$OUT/reproduction_new.jsonl"
-  "$PY" bench/curves.py record "$RUN" --every 100 > /dev/null && cp "bench/results/curves/$RUN.jsonl" "$OUT/"
-}
+keep() { tail -n +"$((before + 1))" "$records" > "$OUT/reproduction_new.jsonl"; }  # the records this call added
 "$PY" bench/reproduce.py run "$RUN" --time-limit "$TRAIN_SECONDS" --partial -- \
   --config "$CONFIG" --config.eval_every=1000 --config.checkpoint_every=1000 2>&1 | tail -5
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 keep || status=1
+"$PY" bench/curves.py record "$RUN" --every 100 > /dev/null && cp "bench/results/curves/$RUN.jsonl" "$OUT/" || status=1
 # Finn et al.'s own test as well (their code draws `shots` queries per class; 3,000 episodes), the
 # protocol of the CPU rows of fomaml and reptile; the results table shows the most-trained run's latest record.
 "$PY" bench/reproduce.py run "$RUN" --no-train --partial --eval "${PRESET##*_}" --queries "$SHOTS" \
