@@ -98,6 +98,10 @@ def run_one(method: str, preset: str, args) -> dict:
         c.test_resume_file = str(Path(args.progress_dir) / f"{name}.npz")
     start = time.perf_counter()
     record = train_and_evaluate(c, workdir, progress=True)  # bars on stderr: a column takes an hour
+    if "interrupted_at_step" in record:  # the checkpoint and scores so far stay: the same command continues
+        print(f"{name}: stopped by signal {record['signal']} at step {record['interrupted_at_step']}; run the same "
+              "command again to continue", file=sys.stderr)
+        sys.exit(128 + record["signal"])
     train_seconds = (time.perf_counter() - start - (record["seconds"] - record["resumed_seconds"])
                      - record.get("features_seconds", 0))
     resumed = record["resumed_episodes"]
