@@ -6,7 +6,8 @@ Run:   PYTHONPATH=. python bench/text_fewshot.py [--steps 30] [--episodes 100] [
 Methods: `frozen` (ProtoNet on the pretrained encoder, total_steps=0: the baseline), `protonet` (meta-trained end
 to end), `anil`, `fomaml`, `finetune` (per-episode fine-tuning, no meta-training),
 `setfit` (SetFit-style per-episode contrastive fine-tuning and a logistic head; configs/text_setfit.py),
-`setfit_meta` (the same after ProtoNet meta-training of the encoder for --steps), `prompt` / `prompt_random` /
+`setfit_meta` (the same after ProtoNet meta-training of the encoder for --steps; `setfit_meta_prototype` with the
+nearest-class-mean head, `text.setfit_head=prototype`), `prompt` / `prompt_random` /
 `prompt_meta` (prompt tuning of the frozen encoder per episode from a vocabulary, random or, after --steps of
 first-order MAML over the training classes, meta-learned start; configs/text_prompt.py), `frozen_names` (the
 frozen baseline with each class's name as one more support example, `text.label_names`), `frozen_filter` (the
@@ -53,7 +54,8 @@ from bench.reproduce import commit, preset_config  # noqa: E402
 SHARED = Path(os.environ.get("FEWJAX_SHARED", ROOT / ".." / "shared"))
 CONFIG_OF = {"frozen": "text_protonet", "protonet": "text_protonet", "anil": "text_maml", "fomaml": "text_maml",
              "finetune": "text_finetune", "distill": "text_distill", "setfit": "text_setfit",
-             "setfit_meta": "text_setfit", "prompt": "text_prompt", "prompt_random": "text_prompt",
+             "setfit_meta": "text_setfit", "setfit_meta_prototype": "text_setfit",
+             "prompt": "text_prompt", "prompt_random": "text_prompt",
              "prompt_meta": "text_prompt", "frozen_names": "text_protonet", "frozen_filter": "text_protonet",
              "protonet_adaptive": "text_protonet", "protonet_names": "text_protonet"}
 CROSS = "_to_fewrel"
@@ -69,6 +71,8 @@ def load_config(method: str, preset: str, args=None):
         c.text.prompt_init = "random"
     if method in ("frozen_names", "protonet_names"):
         c.text.label_names = True
+    if method == "setfit_meta_prototype":
+        c.text.setfit_head = "prototype"
     if method == "frozen_filter":
         c.text.support_filter = args.support_filter
     if method == "protonet_adaptive":
@@ -118,8 +122,8 @@ def run_one(method: str, preset: str, args) -> dict:
             "test_queries": c.test_queries, "train_steps": steps, "meta_batch_size": c.meta_batch_size,
             "inner_steps": c.inner_steps if base in ("anil", "fomaml") else None,
             "support_filter": c.text.support_filter or None,
-            "eval_inner_steps": c.eval_inner_steps if base in ("anil", "fomaml", "finetune", "setfit",
-                                                                 "setfit_meta", "prompt", "prompt_random",
+            "eval_inner_steps": c.eval_inner_steps if base in ("anil", "fomaml", "finetune", "setfit", "setfit_meta",
+                                                                 "setfit_meta_prototype", "prompt", "prompt_random",
                                                                  "prompt_meta") else None,
             "train_seconds": round(train_seconds, 1), "resumed_episodes": resumed,
             "eval_seconds": round(record["seconds"] + record.get("features_seconds", 0), 1),

@@ -28,3 +28,19 @@ def test_a_signal_during_meta_training_exits_with_its_code_and_keeps_the_workdir
     assert exit_.value.code == 143
     assert (tmp_path / "runs" / "prompt_meta_fewrel_5w5s_30steps_600x15" / "checkpoints").is_dir()
     assert "signal 15 at step 7; run the same command again" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method, head", [("setfit", "logistic"), ("setfit_meta", "logistic"),
+                                          ("setfit_meta_prototype", "prototype")])
+def test_setfit_variants_pick_their_head_and_the_meta_variants_meta_train(tmp_path, monkeypatch, method, head):
+    seen = {}
+
+    def finished(config, workdir, progress):
+        seen.update(head=config.text.setfit_head, steps=config.total_steps, method=config.method)
+        Path(workdir).mkdir(parents=True)
+        return {"accuracy": 0.5, "ci95": 0.01, "episodes": 600, "seconds": 1.0, "resumed_seconds": 0.0,
+                "resumed_episodes": 0, "max_length": 64}
+    monkeypatch.setattr(text_fewshot, "train_and_evaluate", finished)
+    record = text_fewshot.run_one(method, "fewrel_5w1s", _args(tmp_path))
+    assert seen == {"head": head, "steps": 0 if method == "setfit" else 30, "method": "setfit"}
+    assert (record["method"], record["train_steps"], record["eval_inner_steps"]) == (method, seen["steps"], 20)
