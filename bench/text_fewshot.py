@@ -59,6 +59,7 @@ CONFIG_OF = {"frozen": "text_protonet", "protonet": "text_protonet", "anil": "te
              "prompt_meta": "text_prompt", "frozen_names": "text_protonet", "frozen_filter": "text_protonet",
              "protonet_adaptive": "text_protonet", "protonet_names": "text_protonet"}
 CROSS = "_to_fewrel"
+ADAPTS_PER_EPISODE = ("anil", "fomaml", "finetune", "setfit", "prompt")  # config.method values with test-time steps
 ZERO_STEP = ("frozen", "frozen_names", "frozen_filter", "finetune", "setfit", "prompt", "prompt_random")
 
 
@@ -120,11 +121,9 @@ def run_one(method: str, preset: str, args) -> dict:
             "setting": preset.split("_")[1],
             "accuracy": record["accuracy"], "ci95": record["ci95"], "episodes": record["episodes"],
             "test_queries": c.test_queries, "train_steps": steps, "meta_batch_size": c.meta_batch_size,
-            "inner_steps": c.inner_steps if base in ("anil", "fomaml") else None,
+            "inner_steps": c.inner_steps if c.method in ("anil", "fomaml") else None,
             "support_filter": c.text.support_filter or None,
-            "eval_inner_steps": c.eval_inner_steps if base in ("anil", "fomaml", "finetune", "setfit", "setfit_meta",
-                                                                 "setfit_meta_prototype", "prompt", "prompt_random",
-                                                                 "prompt_meta") else None,
+            "eval_inner_steps": c.eval_inner_steps if c.method in ADAPTS_PER_EPISODE else None,
             "train_seconds": round(train_seconds, 1), "resumed_episodes": resumed,
             "eval_seconds": round(record["seconds"] + record.get("features_seconds", 0), 1),
             "model": Path(args.model).name, "max_length": record["max_length"],
